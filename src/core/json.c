@@ -1,0 +1,39 @@
+/* json.c — strict JSON parsing over jansson (see json.h). */
+#include "core/json.h"
+
+#include <string.h>
+
+int lm_json_depth(const char *text, size_t len, int limit) {
+    int depth = 0, max = 0, in_str = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (in_str) {
+            if (c == '\\') i++;
+            else if (c == '"') in_str = 0;
+            continue;
+        }
+        if (c == '"') in_str = 1;
+        else if (c == '{' || c == '[') {
+            if (++depth > max) max = depth;
+            if (max > limit) return max;
+        } else if (c == '}' || c == ']') depth--;
+    }
+    return max;
+}
+
+lm_status lm_json_parse(const char *text, size_t len, int max_depth, const char *what,
+                        json_t **out, lm_err *err) {
+    *out = NULL;
+    if (memchr(text, '\0', len))
+        return lm_err_set(err, LM_ERR_FORMAT, "%s: NUL byte inside JSON text", what);
+    int d = lm_json_depth(text, len, max_depth);
+    if (d > max_depth)
+        return lm_err_set(err, LM_ERR_FORMAT, "%s: JSON nesting deeper than %d", what, max_depth);
+    json_error_t je;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
+    if (!root)
+        return lm_err_set(err, LM_ERR_FORMAT, "%s: invalid JSON at line %d column %d: %s", what,
+                          je.line, je.column, je.text);
+    *out = root;
+    return LM_OK;
+}

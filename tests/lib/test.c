@@ -1,0 +1,66 @@
+/* test.c — see test.h. */
+#include "test.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int t_cur_failed, t_cur_skipped;
+int t_passed, t_failed, t_skipped;
+const char *t_cur_name;
+
+void t_run(const char *name, void (*fn)(void)) {
+    t_cur_failed = 0;
+    t_cur_skipped = 0;
+    t_cur_name = name;
+    fn();
+    if (t_cur_failed) {
+        t_failed++;
+        printf("FAIL %s (%d checks)\n", name, t_cur_failed);
+    } else if (t_cur_skipped) {
+        t_skipped++;
+        printf("skip %s\n", name);
+    } else {
+        t_passed++;
+        printf("ok   %s\n", name);
+    }
+    fflush(stdout);
+}
+
+int t_finish(void) {
+    printf("RESULT %d %d %d\n", t_passed, t_failed, t_skipped);
+    return t_failed ? 1 : 0;
+}
+
+const char *t_shared_path(const char *rel) {
+    static char buf[4096];
+    const char *base = getenv("LM_SHARED");
+    if (!base || !*base) base = "../shared";
+    snprintf(buf, sizeof buf, "%s/%s", base, rel);
+    return buf;
+}
+
+const char *t_tmpdir(void) {
+    static char dir[256];
+    if (!dir[0]) {
+        snprintf(dir, sizeof dir, "/tmp/lemma-test-XXXXXX");
+        if (!mkdtemp(dir)) {
+            perror("mkdtemp");
+            exit(2);
+        }
+    }
+    return dir;
+}
+
+static unsigned long long t_state = 0x9E3779B97F4A7C15ull;
+void t_srand(unsigned long long seed) { t_state = seed ? seed : 0x9E3779B97F4A7C15ull; }
+unsigned long long t_rand_u64(void) {
+    unsigned long long x = t_state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return t_state = x;
+}
+float t_rand_f32(float lo, float hi) {
+    return lo + (hi - lo) * (float)((t_rand_u64() >> 40) * (1.0 / 16777216.0));
+}
