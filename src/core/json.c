@@ -1,7 +1,13 @@
 /* json.c — strict JSON parsing over jansson (see json.h). */
 #include "core/json.h"
 
+#include "core/alloc.h"
+
 #include <string.h>
+
+/* jansson allocates through lm_malloc/lm_free, so allocation-failure injection reaches it. */
+static void *json_alloc(size_t n) { return lm_malloc(n); }
+static void json_release(void *p) { lm_free(p); }
 
 int lm_json_depth(const char *text, size_t len, int limit) {
     int depth = 0, max = 0, in_str = 0;
@@ -29,6 +35,7 @@ lm_status lm_json_parse(const char *text, size_t len, int max_depth, const char 
     int d = lm_json_depth(text, len, max_depth);
     if (d > max_depth)
         return lm_err_set(err, LM_ERR_FORMAT, "%s: JSON nesting deeper than %d", what, max_depth);
+    json_set_alloc_funcs(json_alloc, json_release);
     json_error_t je;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
     if (!root)
