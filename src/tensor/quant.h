@@ -14,8 +14,12 @@
  *   Q5_1  x = q * d + m,    same bit placement
  *   Q8_0  x = q * d,        q int8
  *   Q8_1  as Q8_0, plus s = d * sum(q) (an activation format)
- *   Q2_K .. Q6_K: 256-element super-blocks with 6- or 8-bit sub-block scales (see quant_ref.c)
+ *   Q2_K .. Q6_K: 256-element super-blocks with 6- or 8-bit sub-block scales (see quant_k.c)
  *   Q8_K  x = q * d with an f32 d and per-16 sums (an activation format for K-quant dots)
+ *   IQ4_NL x = d * kvalues_iq4nl[q], same nibble order as Q4_0
+ *   IQ4_XS x = d * (ls - 32) * kvalues_iq4nl[q], ls a 6-bit scale per 32 elements
+ *   MXFP4 x = e8m0_half(e) * kvalues_mxfp4[q], same nibble order as Q4_0
+ * Full byte layouts and formulas: docs/formats/quant.md.
  */
 #ifndef LM_TENSOR_QUANT_H
 #define LM_TENSOR_QUANT_H
@@ -76,6 +80,18 @@ typedef struct {
     int16_t bsums[16];  /* sum of qs per 16 elements */
 } lm_block_q8_K;
 
+/* Non-linear 4-bit formats: 16-entry codebooks (IQ4_NL, IQ4_XS) and OCP MX FP4. */
+#define LM_QK4_NL 32
+#define LM_QK_MXFP4 32
+typedef struct { lm_half d; uint8_t qs[16]; } lm_block_iq4_nl; /* x = d * kvalues[nibble] */
+typedef struct {
+    lm_half d;
+    uint16_t scales_h;  /* high 2 bits of the 8 6-bit sub-block scales */
+    uint8_t scales_l[4]; /* low 4 bits, two per byte */
+    uint8_t qs[128];    /* codebook indices, 32 per sub-block */
+} lm_block_iq4_xs;
+typedef struct { uint8_t e; uint8_t qs[16]; } lm_block_mxfp4; /* e: E8M0 shared exponent */
+
 _Static_assert(sizeof(lm_block_q4_0) == 18, "q4_0 layout");
 _Static_assert(sizeof(lm_block_q4_1) == 20, "q4_1 layout");
 _Static_assert(sizeof(lm_block_q5_0) == 22, "q5_0 layout");
@@ -88,6 +104,16 @@ _Static_assert(sizeof(lm_block_q4_K) == 144, "q4_K layout");
 _Static_assert(sizeof(lm_block_q5_K) == 176, "q5_K layout");
 _Static_assert(sizeof(lm_block_q6_K) == 210, "q6_K layout");
 _Static_assert(sizeof(lm_block_q8_K) == 292, "q8_K layout");
+_Static_assert(sizeof(lm_block_iq4_nl) == 18, "iq4_nl layout");
+_Static_assert(sizeof(lm_block_iq4_xs) == 136, "iq4_xs layout");
+_Static_assert(sizeof(lm_block_mxfp4) == 17, "mxfp4 layout");
+
+/* The codebooks (format facts, GGML's kvalues_iq4nl and kvalues_mxfp4; the MXFP4 values are
+ * the E2M1 values doubled, which is why its scale is E8M0 / 2). */
+extern const int8_t lm_kvalues_iq4nl[16];
+extern const int8_t lm_kvalues_mxfp4[16];
+/* E8M0 exponent byte -> 2^(e - 127) / 2 as f32 (exact; e = 0 and 1 give subnormals). */
+float lm_e8m0_to_f32_half(uint8_t e);
 
 /* binary16 / bfloat16 <-> f32, exact (round to nearest even on the way down). */
 float lm_half_to_f32(lm_half h);
@@ -108,5 +134,11 @@ int lm_dequant_row(lm_dtype t, const void *src, float *dst, int64_t n);
  * bytes). Returns the bytes written, or 0 when t is unsupported or n is not a multiple of the
  * block size. */
 size_t lm_quantize_row(lm_dtype t, const float *src, void *dst, int64_t n);
+
+/* Activation quantizers for the matmul kernels: the same as lm_quantize_row with that type.
+ * They return 0 (and write nothing) when n is not a multiple of the block size. */
+size_t lm_quantize_row_q8_0(const float *src, void *dst, int64_t n);
+size_t lm_quantize_row_q8_1(const float *src, void *dst, int64_t n);
+size_t lm_quantize_row_q8_K(const float *src, void *dst, int64_t n);
 
 #endif
