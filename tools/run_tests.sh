@@ -7,7 +7,7 @@ for dir in "$@"; do
   for t in "$dir"/tests/test_*; do
     [ -x "$t" ] || continue
     echo "== $t"
-    out=$("$t" 2>&1); rc=$?
+    out=$(LM_TEST_BUILD="$dir" "$t" 2>&1); rc=$?
     printf '%s\n' "$out" | grep -v '^RESULT '
     res=$(printf '%s\n' "$out" | grep '^RESULT ' | tail -n 1)
     if [ -z "$res" ]; then
