@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CLANG="${CLANG:-clang}"
 SECS="${FUZZ_SECONDS:-60}"
+# the tokenizer target encodes with a real vocabulary when it can find one
+export LM_FUZZ_VOCAB="${LM_FUZZ_VOCAB:-${LM_SHARED:-../shared}/testdata/vocab/ggml-vocab-gpt-2.gguf.gz}"
 SAN='-fsanitize=address,undefined -fno-sanitize-recover=all'
 make --no-print-directory BUILD=build-fuzz CC="$CLANG" OPT=-O1 \
   SAN="$SAN -fsanitize=fuzzer-no-link -DLM_FUZZING" lib >/dev/null
