@@ -16,7 +16,10 @@ CLANG   ?= clang
 BUILD   ?= build
 OPT     ?= -O2
 SHARED  ?= ../shared
-WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wvla -Werror -Wno-unused-parameter -Wno-format-truncation
+WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wvla -Werror -Wno-unused-parameter
+# gcc's -Wformat-truncation flags every bounded snprintf of a message; clang lacks the option
+WARN    += $(shell $(CC) -Werror -Wno-format-truncation -E -x c /dev/null >/dev/null 2>&1 && \
+                   echo -Wno-format-truncation)
 CFLAGS  += -std=c11 $(OPT) -g $(WARN) -D_GNU_SOURCE -Iinclude -Isrc -fno-strict-aliasing \
            -pthread -MMD -MP $(SAN)
 LDFLAGS += $(SAN)
