@@ -610,6 +610,180 @@ static void test_valid_minimal(void) {
     lm_tokenizer_free(tk);
 }
 
+/* A tiny BERT WordPiece document (max_input_chars_per_word = 5). Expected ids below are what
+ * Hugging Face `tokenizers` 0.23 gives for it. */
+static const char *k_min_wpm =
+    "{\"added_tokens\":[{\"id\":0,\"content\":\"[UNK]\",\"special\":true}],"
+    "\"normalizer\":{\"type\":\"BertNormalizer\",\"clean_text\":true,\"handle_chinese_chars\":"
+    "true,\"strip_accents\":null,\"lowercase\":true},\"pre_tokenizer\":{\"type\":"
+    "\"BertPreTokenizer\"},\"model\":{\"type\":\"WordPiece\",\"unk_token\":\"[UNK]\","
+    "\"continuing_subword_prefix\":\"##\",\"max_input_chars_per_word\":5,\"vocab\":{"
+    "\"[UNK]\":0,\"a\":1,\"##a\":2,\"b\":3,\"##b\":4,\"\xE0\xA4\x95\":5,\"##\xE0\xA4\xBE\":6,"
+    "\"!\":7,\"x\":8,\"##\xF0\x9D\x85\xA5\":9,\"##\xF0\x9D\x85\xAD\":10}}}";
+
+/* The BERT normalizer's exact rules: what clean_text deletes (controls, not unassigned code
+ * points), which marks strip_accents drops (Mn only), NFD's canonical ordering, and
+ * max_input_chars_per_word. */
+static void test_wordpiece_rules(void) {
+    lm_tokenizer *tk = NULL;
+    lm_err e = {0};
+    lm_status st = lm_tokenizer_from_hf_json_text(k_min_wpm, strlen(k_min_wpm), NULL, 0, &tk, &e);
+    T_REQUIRE(st == LM_OK, "%s", e.msg);
+    static const struct {
+        const char *text;
+        int n;
+        int32_t ids[6];
+    } cases[] = {
+        {"a\xEF\xBF\xBF", 1, {0}},               /* U+FFFF is kept: the word is unk */
+        {"a\vb", 2, {1, 4}},                     /* VT is a control: deleted, not a split */
+        {"a\302\255b", 2, {1, 4}},               /* soft hyphen U+00AD (Cf): deleted */
+        {"\xE0\xA4\x95\xE0\xA4\xBE", 2, {5, 6}}, /* Devanagari vowel sign AA (Mc) stays */
+        {"A\xCC\x81", 1, {1}},                   /* A + U+0301 (Mn): dropped, lowercased */
+        {"a!b", 3, {1, 7, 3}},
+        {"aaaaa", 5, {1, 2, 2, 2, 2}},
+        {"aaaaaa", 1, {0}}, /* 6 characters > max_input_chars_per_word */
+        /* x U+1D16D (ccc 226) U+0301 U+1D165 (ccc 216): NFD reorders the two Mc marks */
+        {"x\xF0\x9D\x85\xAD\xCC\x81\xF0\x9D\x85\xA5", 3, {8, 9, 10}},
+        {"\xF0\x9F\x98\x80", 1, {0}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int32_t *ids = NULL;
+        size_t n = 0;
+        st = lm_tokenizer_encode(tk, cases[i].text, strlen(cases[i].text), 0, 1, &ids, &n, &e);
+        int ok = st == LM_OK && n == (size_t)cases[i].n;
+        for (size_t k = 0; ok && k < n; k++)
+            ok = ids[k] == cases[i].ids[k];
+        T_CHECK(ok, "case %zu: n=%zu first %d", i, n, n ? ids[0] : -1);
+        lm_free(ids);
+    }
+    lm_tokenizer_free(tk);
+
+    /* max_input_chars_per_word: absent = 100; 0 and negative refused */
+    static const struct {
+        const char *from, *to;
+        lm_status want;
+        size_t long_ok; /* a word of this many 'a' still tokenizes */
+    } vars[] = {
+        {"\"max_input_chars_per_word\":5,", "", LM_OK, 100},
+        {"\"max_input_chars_per_word\":5,", "\"max_input_chars_per_word\":0,", LM_ERR_UNSUPPORTED,
+         0},
+        {"\"max_input_chars_per_word\":5,", "\"max_input_chars_per_word\":-1,", LM_ERR_FORMAT, 0},
+        {"\"max_input_chars_per_word\":5,", "\"max_input_chars_per_word\":\"9\",", LM_ERR_FORMAT,
+         0},
+    };
+    for (size_t v = 0; v < sizeof vars / sizeof vars[0]; v++) {
+        char doc[2048];
+        const char *at = strstr(k_min_wpm, vars[v].from);
+        T_REQUIRE(at != NULL, "template");
+        snprintf(doc, sizeof doc, "%.*s%s%s", (int)(at - k_min_wpm), k_min_wpm, vars[v].to,
+                 at + strlen(vars[v].from));
+        tk = NULL;
+        lm_err_clear(&e);
+        st = lm_tokenizer_from_hf_json_text(doc, strlen(doc), NULL, 0, &tk, &e);
+        T_CHECK(st == vars[v].want, "variant %zu: status %d (%s)", v, st, e.msg);
+        if (st == LM_OK) {
+            char word[128];
+            for (size_t len = vars[v].long_ok; len <= vars[v].long_ok + 1; len++) {
+                memset(word, 'a', len);
+                int32_t *ids = NULL;
+                size_t n = 0;
+                st = lm_tokenizer_encode(tk, word, len, 0, 0, &ids, &n, &e);
+                int unk = st == LM_OK && n == 1 && ids[0] == 0;
+                T_CHECK(st == LM_OK && (len > vars[v].long_ok ? unk : n == len),
+                        "variant %zu: %zu chars give %zu ids", v, len, n);
+                lm_free(ids);
+            }
+        }
+        lm_tokenizer_free(tk);
+    }
+}
+
+/* SentencePiece-style BPE with a Metaspace prefix; "%s" is the prepend_scheme. Expected ids
+ * are what Hugging Face `tokenizers` 0.23 gives. */
+static const char *k_min_metaspace =
+    "{\"added_tokens\":[{\"id\":1,\"content\":\"<s>\",\"special\":true,\"normalized\":false}],"
+    "\"pre_tokenizer\":{\"type\":\"Metaspace\",\"replacement\":\"\xE2\x96\x81\","
+    "\"prepend_scheme\":\"%s\",\"split\":false},\"model\":{\"type\":\"BPE\",\"byte_fallback\":"
+    "true,\"unk_token\":\"<unk>\",\"vocab\":{\"<unk>\":0,\"<s>\":1,\"\xE2\x96\x81\":2,\"a\":3,"
+    "\"b\":4,\"\xE2\x96\x81"
+    "a\":5,\"ab\":6,\"\xE2\x96\x81"
+    "ab\":7},\"merges\":["
+    "\"\xE2\x96\x81 a\",\"a b\",\"\xE2\x96\x81"
+    "a b\"]}}";
+
+static void test_metaspace_prefix(void) {
+    static const struct {
+        const char *text;
+        int n_first, n_always;
+        int32_t first[3], always[3];
+    } cases[] = {
+        {"ab", 1, 1, {7}, {7}},
+        {"ab ab", 2, 2, {7, 7}, {7, 7}},
+        {" ab", 1, 1, {7}, {7}}, /* already starts with a space: no second one */
+        {"\xE2\x96\x81"
+         "ab",
+         1,
+         1,
+         {7},
+         {7}},                           /* or with U+2581 */
+        {"<s>ab", 2, 2, {1, 6}, {1, 7}}, /* first: only the fragment at offset 0 */
+        {"ab<s>ab", 3, 3, {7, 1, 6}, {7, 1, 7}},
+        {"", 0, 0, {0}, {0}},
+    };
+    for (int sch = 0; sch < 2; sch++) {
+        char doc[1024];
+        snprintf(doc, sizeof doc, k_min_metaspace, sch ? "always" : "first");
+        lm_tokenizer *tk = NULL;
+        lm_err e = {0};
+        lm_status st = lm_tokenizer_from_hf_json_text(doc, strlen(doc), NULL, 0, &tk, &e);
+        T_REQUIRE(st == LM_OK, "%s", e.msg);
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            int32_t *ids = NULL;
+            size_t n = 0;
+            int want_n = sch ? cases[i].n_always : cases[i].n_first;
+            const int32_t *want = sch ? cases[i].always : cases[i].first;
+            st = lm_tokenizer_encode(tk, cases[i].text, strlen(cases[i].text), 0, 1, &ids, &n, &e);
+            int ok = st == LM_OK && n == (size_t)want_n;
+            for (size_t k = 0; ok && k < n; k++)
+                ok = ids[k] == want[k];
+            T_CHECK(ok, "scheme %d case %zu: n=%zu first %d", sch, i, n, n ? ids[0] : -1);
+            lm_free(ids);
+        }
+        /* the prefix space is not decoded */
+        int32_t two[] = {7, 7};
+        char *out = NULL;
+        size_t len = 0;
+        T_CHECK(lm_tokenizer_decode(tk, two, 2, 0, &out, &len, &e) == LM_OK && len == 5 &&
+                    !memcmp(out, "ab ab", 5),
+                "decode '%s'", out ? out : "");
+        lm_free(out);
+        lm_tokenizer_free(tk);
+    }
+    /* a prefix after another split, or an unknown scheme, is refused */
+    static const struct {
+        const char *json;
+        lm_status want;
+    } bad[] = {
+        {"{\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Digits\"},"
+         "{\"type\":\"Metaspace\",\"replacement\":\"\xE2\x96\x81\",\"prepend_scheme\":\"first\","
+         "\"split\":false}]},\"model\":{\"type\":\"BPE\",\"byte_fallback\":true,\"vocab\":"
+         "{\"a\":0},\"merges\":[]}}",
+         LM_ERR_UNSUPPORTED},
+        {"{\"pre_tokenizer\":{\"type\":\"Metaspace\",\"replacement\":\"\xE2\x96\x81\","
+         "\"prepend_scheme\":\"sometimes\",\"split\":false},\"model\":{\"type\":\"BPE\","
+         "\"byte_fallback\":true,\"vocab\":{\"a\":0},\"merges\":[]}}",
+         LM_ERR_FORMAT},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        lm_tokenizer *tk = NULL;
+        lm_err e = {0};
+        lm_status st =
+            lm_tokenizer_from_hf_json_text(bad[i].json, strlen(bad[i].json), NULL, 0, &tk, &e);
+        T_CHECK(st == bad[i].want && !tk, "bad %zu: status %d (%s)", i, st, e.msg);
+        lm_tokenizer_free(tk);
+    }
+}
+
 /* NFC/NFKC of the input for tokenizer.json normalizers: valid runs normalized, invalid bytes
  * kept. */
 static void test_normalize(void) {
@@ -809,6 +983,8 @@ static void test_alloc_failures(void) {
 
 int main(void) {
     T_RUN(test_valid_minimal);
+    T_RUN(test_wordpiece_rules);
+    T_RUN(test_metaspace_prefix);
     T_RUN(test_malformed);
     T_RUN(test_normalize);
     T_RUN(test_alloc_failures);

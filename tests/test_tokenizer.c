@@ -845,6 +845,46 @@ static void test_tiny_spm(void) {
     lm_tokenizer_free(tk);
 }
 
+/* WordPiece built from a spec: max_input_chars_per_word 0 (the GGUF / llama.cpp default) is
+ * unlimited; a limit makes a longer word one unk. */
+static void test_tiny_wpm(void) {
+    static const char *tok[] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "\u2581a", "a", "\u2581!"};
+    int32_t types[] = {LM_TOKEN_CONTROL, LM_TOKEN_UNKNOWN, LM_TOKEN_CONTROL, LM_TOKEN_CONTROL,
+                       LM_TOKEN_NORMAL,  LM_TOKEN_NORMAL,  LM_TOKEN_NORMAL};
+    lm_vocab_spec s;
+    lm_vocab_spec_init(&s, LM_TOK_MODEL_WPM);
+    T_CHECK(s.max_input_chars_per_word == 0, "default %zu", s.max_input_chars_per_word);
+    s.n_tokens = 7;
+    s.tokens = tok;
+    s.types = types;
+    s.special[LM_TOK_PAD] = 0;
+    s.special[LM_TOK_UNK] = 1;
+    s.special[LM_TOK_BOS] = 2;
+    s.special[LM_TOK_SEP] = 3;
+    s.special[LM_TOK_MASK] = -1;
+    char word[300];
+    memset(word, 'A', sizeof word);
+    word[3] = '!';
+    for (int lim = 0; lim <= 1; lim++) {
+        s.max_input_chars_per_word = lim ? 3 : 0;
+        lm_err e;
+        lm_err_clear(&e);
+        lm_tokenizer *tk;
+        T_REQUIRE(lm_tokenizer_build(&s, &tk, &e) == LM_OK, "%s", e.msg);
+        int32_t *ids;
+        size_t k;
+        /* "AAA!" + 296 x "A": words "aaa", "!", "aaa...a" (296) */
+        T_REQUIRE(lm_tokenizer_encode(tk, word, sizeof word, 0, 0, &ids, &k, &e) == LM_OK, "%s",
+                  e.msg);
+        size_t want_n = lim ? 5 : 3 + 1 + 296;
+        T_CHECK(k == want_n && ids[0] == 4 && ids[1] == 5 && ids[2] == 5 && ids[3] == 6 &&
+                    ids[4] == (lim ? 1 : 4),
+                "limit %d: n=%zu", lim ? 3 : 0, k);
+        lm_free(ids);
+        lm_tokenizer_free(tk);
+    }
+}
+
 static void test_malformed_gguf(void) {
     lm_err e;
     gopts base = {.model = "gpt2", .bos = -2};
@@ -966,6 +1006,7 @@ static void test_summary(void) {
 int main(void) {
     T_RUN(test_tiny_bpe);
     T_RUN(test_tiny_spm);
+    T_RUN(test_tiny_wpm);
     T_RUN(test_malformed_gguf);
     T_RUN(test_all_pretokenizers);
     T_RUN(test_alloc_failures);

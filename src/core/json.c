@@ -5,8 +5,14 @@
 
 #include <string.h>
 
-/* jansson allocates through lm_malloc/lm_free, so allocation-failure injection reaches it. */
-static void *json_alloc(size_t n) { return lm_malloc(n); }
+/* jansson allocates through lm_malloc/lm_free, so allocation-failure injection reaches it.
+ * jansson reports a failed allocation as a parse error; the flag tells the two apart. */
+static _Thread_local int json_oom;
+static void *json_alloc(size_t n) {
+    void *p = lm_malloc(n);
+    if (!p) json_oom = 1;
+    return p;
+}
 static void json_release(void *p) { lm_free(p); }
 
 int lm_json_depth(const char *text, size_t len, int limit) {
@@ -37,7 +43,10 @@ lm_status lm_json_parse(const char *text, size_t len, int max_depth, const char 
         return lm_err_set(err, LM_ERR_FORMAT, "%s: JSON nesting deeper than %d", what, max_depth);
     json_set_alloc_funcs(json_alloc, json_release);
     json_error_t je;
+    json_oom = 0;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
+    if (!root && json_oom)
+        return lm_err_set(err, LM_ERR_NOMEM, "%s: out of memory while parsing JSON", what);
     if (!root)
         return lm_err_set(err, LM_ERR_FORMAT, "%s: invalid JSON at line %d column %d: %s", what,
                           je.line, je.column, je.text);

@@ -113,7 +113,7 @@ lm_status lm_tokenizer_decode(const lm_tokenizer *tk, const int32_t *ids, size_t
         n--;
     buf b = {0};
     if (buf_add(&b, "", 0)) goto nomem;
-    int strip = tk->add_space_prefix && !(flags & LM_DETOK_KEEP_SPACE);
+    int strip = (tk->add_space_prefix || tk->prefix_scheme) && !(flags & LM_DETOK_KEEP_SPACE);
     for (size_t i = 0; i < n; i++) {
         const char *p;
         size_t l;
@@ -239,7 +239,9 @@ lm_status lm_detok_stream_feed(lm_detok_stream *st, int32_t id, const char **out
     size_t l;
     render(tk, id, st->flags, &p, &l);
     if (st->first && l) {
-        if (tk->add_space_prefix && !(st->flags & LM_DETOK_KEEP_SPACE) && p[0] == ' ') p++, l--;
+        if ((tk->add_space_prefix || tk->prefix_scheme) && !(st->flags & LM_DETOK_KEEP_SPACE) &&
+            p[0] == ' ')
+            p++, l--;
         st->first = 0;
     }
     if (buf_add(&st->pend, p, l) || stream_emit(st, 0))

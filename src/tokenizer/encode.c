@@ -15,7 +15,10 @@
  *          starts as one symbol per byte (byte-level) or per character (raw), and the adjacent
  *          pair with the lowest merge rank is merged until none is left (ties: leftmost).
  *          With ignore_merges a word that is itself a token is emitted directly.
- *     WPM  BERT normalisation and splitting, then greedy longest-match of "U+2581word".
+ *          With prefix_scheme (Metaspace prepend) a U+2581 goes before the fragment first.
+ *     WPM  BERT normalisation and splitting exactly as Hugging Face's BertNormalizer and
+ *          BertPreTokenizer (character classes from wpm_tables.c), then greedy longest-match
+ *          of "U+2581word"; a word over max_input_chars_per_word characters is one unk.
  *  3. BOS/EOS (WPM: [CLS]/[SEP]) around the result when add_special and the vocab says so.
  * Both merge loops use a binary heap of candidate pairs: O(n log n) per word. A popped pair is
  * stale (skipped) when either side has changed length since it was pushed: lengths only grow,
@@ -99,6 +102,8 @@ typedef struct enc {
     size_t buf_cap;
     lm_tok_matcher m;
     lm_err *err;
+    uint32_t *run; /* WPM: decomposed code points awaiting canonical ordering */
+    size_t n_run, run_cap;
 } enc;
 
 static lm_status ensure_sym(enc *e, size_t n) {
@@ -274,12 +279,18 @@ static lm_status bpe_word(void *ctx, const char *w, size_t n) {
     return LM_OK;
 }
 
-static lm_status bpe_encode(enc *e, const char *t, size_t n) {
+/* prefix: the Metaspace U+2581 goes before this fragment unless it starts with one (or with
+ * the ' ' that becomes one) */
+static lm_status bpe_encode(enc *e, const char *t, size_t n, int prefix) {
     if (e->tk->escape_whitespace) {
         /* ' ' -> U+2581 (3 bytes) */
         size_t need;
-        if (!lm_mul_size(n, 3, &need) || ensure_buf(e, need + 1)) return LM_ERR_NOMEM;
+        if (!lm_mul_size(n, 3, &need) || ensure_buf(e, need + 4)) return LM_ERR_NOMEM;
         size_t o = 0;
+        if (prefix && n && t[0] != ' ' && !(n >= 3 && !memcmp(t, "\xE2\x96\x81", 3))) {
+            memcpy(e->buf, "\xE2\x96\x81", 3);
+            o = 3;
+        }
         for (size_t i = 0; i < n; i++) {
             if (t[i] == ' ') {
                 memcpy(e->buf + o, "\xE2\x96\x81", 3);
@@ -318,6 +329,15 @@ static int is_chinese(uint32_t c) {
 static lm_status wpm_word(enc *e, size_t ws, size_t we) {
     const lm_tokenizer *tk = e->tk;
     if (we == ws) return LM_OK;
+    if (tk->max_input_chars_per_word) {
+        /* Hugging Face WordPiece: an over-long word is one unk, whatever its pieces */
+        size_t nc = 0;
+        for (size_t k = ws; k < we; k++)
+            nc += ((unsigned char)e->buf[k] & 0xC0) != 0x80;
+        if (nc > tk->max_input_chars_per_word)
+            return tk->special[LM_TOK_UNK] >= 0 ? lm_idvec_push(&e->out, tk->special[LM_TOK_UNK])
+                                                : LM_OK;
+    }
     /* the word with its prefix lives right after the word buffer's end */
     size_t n = 3 + (we - ws);
     size_t need;
@@ -351,55 +371,116 @@ static lm_status wpm_emit_cp(enc *e, size_t *o, uint32_t cp) {
     return LM_OK;
 }
 
+/* One normalised code point (after clean-up and NFD): drop nonspacing marks, lowercase, and
+ * either extend the current word e->buf[0..*o) or, for punctuation and CJK, make it a word of
+ * its own. */
+static lm_status wpm_put(enc *e, size_t *o, uint32_t cp) {
+    const lm_tokenizer *tk = e->tk;
+    if (is_ws(cp)) {
+        if (wpm_word(e, 0, *o)) return LM_ERR_NOMEM;
+        *o = 0;
+        return LM_OK;
+    }
+    /* only nonspacing marks: spacing (Mc) and enclosing (Me) ones stay, e.g. the Devanagari
+     * vowel signs */
+    if (tk->strip_accents && lm_wpm_in(lm_wpm_mn, lm_wpm_mn_n, cp)) return LM_OK;
+    if (tk->lowercase) {
+        if (cp == 0x130) {
+            /* U+0130 lowercases to i + U+0307 (reached only without strip_accents, which
+             * decomposes it first); neither character is punctuation */
+            if (wpm_emit_cp(e, o, 0x69) || wpm_emit_cp(e, o, 0x307)) return LM_ERR_NOMEM;
+            return LM_OK;
+        }
+        int lc = lm_wpm_lower_cp(cp);
+        cp = lc >= 0 ? (uint32_t)lc : (uint32_t)utf8proc_tolower((utf8proc_int32_t)cp);
+    }
+    if (lm_wpm_in(lm_wpm_punct, lm_wpm_punct_n, cp) || is_chinese(cp)) {
+        if (wpm_word(e, 0, *o)) return LM_ERR_NOMEM;
+        *o = 0;
+        if (wpm_emit_cp(e, o, cp) || wpm_word(e, 0, *o)) return LM_ERR_NOMEM;
+        *o = 0;
+        return LM_OK;
+    }
+    return wpm_emit_cp(e, o, cp);
+}
+
+static unsigned ccc(uint32_t cp) {
+    return utf8proc_get_property((utf8proc_int32_t)cp)->combining_class;
+}
+
+/* NFD's canonical ordering of the pending run (a starter, if any, then non-starters): the
+ * non-starters are stably sorted by combining class (a counting sort: a hostile run of many
+ * marks stays linear), then everything goes through wpm_put. */
+static lm_status wpm_flush_run(enc *e, size_t *o) {
+    size_t n = e->n_run, k0 = n && ccc(e->run[0]) == 0 ? 1 : 0;
+    int sorted = 1;
+    for (size_t k = k0 + 1; k < n && sorted; k++)
+        sorted = ccc(e->run[k - 1]) <= ccc(e->run[k]);
+    if (!sorted) {
+        /* the second half of e->run (run_cap >= 2 * n) is the sort's output */
+        size_t count[257] = {0};
+        uint32_t *dst = e->run + e->run_cap / 2;
+        for (size_t k = k0; k < n; k++)
+            count[ccc(e->run[k]) + 1]++;
+        for (size_t c = 1; c < 257; c++)
+            count[c] += count[c - 1];
+        for (size_t k = k0; k < n; k++)
+            dst[count[ccc(e->run[k])]++] = e->run[k];
+        memcpy(e->run + k0, dst, (n - k0) * sizeof *dst);
+    }
+    e->n_run = 0;
+    for (size_t k = 0; k < n; k++)
+        if (wpm_put(e, o, e->run[k])) return LM_ERR_NOMEM;
+    return LM_OK;
+}
+
+static lm_status wpm_run_push(enc *e, size_t *o, uint32_t cp) {
+    if (ccc(cp) == 0 && e->n_run && wpm_flush_run(e, o)) return LM_ERR_NOMEM;
+    if (2 * (e->n_run + 1) > e->run_cap) {
+        size_t nc = e->run_cap ? e->run_cap * 2 : 64;
+        uint32_t *nv = lm_realloc(e->run, nc * sizeof *nv);
+        if (!nv) return LM_ERR_NOMEM;
+        e->run = nv;
+        e->run_cap = nc;
+    }
+    e->run[e->n_run++] = cp;
+    return LM_OK;
+}
+
+/* BERT normalisation and pre-tokenisation in Hugging Face's order: clean_text (delete
+ * controls; whitespace splits), CJK isolation, NFD with canonical ordering and dropping of
+ * nonspacing marks (strip_accents), lowercase, then the punctuation split. */
 static lm_status wpm_encode(enc *e, const char *t, size_t n) {
     const lm_tokenizer *tk = e->tk;
-    size_t o = 0, ws = 0; /* normalised current word is e->buf[ws..o) */
+    size_t o = 0; /* the normalised current word is e->buf[0..o) */
+    e->n_run = 0;
     for (size_t i = 0; i < n;) {
         size_t u = lm_utf8_unit((const unsigned char *)t + i, n - i);
-        utf8proc_int32_t cp0 = 0xFFFD;
+        utf8proc_int32_t cp0 = 0xFFFD; /* invalid UTF-8: deleted like U+FFFD */
         if (u > 1 || (unsigned char)t[i] < 0x80)
             (void)utf8proc_iterate((const utf8proc_uint8_t *)t + i, (utf8proc_ssize_t)u, &cp0);
         i += u;
+        /* deleted before anything else, so it never separates marks being reordered */
+        if (lm_wpm_in(lm_wpm_removed, lm_wpm_removed_n, (uint32_t)cp0)) continue;
+        /* U+11938 gained its canonical decomposition after the Unicode version of Hugging
+         * Face's NFD tables (the only such code point, measured against utf8proc 2.6) */
+        if (!tk->strip_accents || cp0 == 0x11938) {
+            if (e->n_run && wpm_flush_run(e, &o)) return LM_ERR_NOMEM;
+            if (wpm_put(e, &o, (uint32_t)cp0)) return LM_ERR_NOMEM;
+            continue;
+        }
         utf8proc_int32_t dec[8];
-        utf8proc_ssize_t nd = 1;
-        dec[0] = cp0;
-        if (tk->strip_accents) {
-            int bc = 0;
-            nd = utf8proc_decompose_char(cp0, dec, 8, UTF8PROC_DECOMPOSE, &bc);
-            if (nd < 1 || nd > 8) {
-                nd = 1;
-                dec[0] = cp0;
-            }
+        int bc = 0;
+        utf8proc_ssize_t nd = utf8proc_decompose_char(cp0, dec, 8, UTF8PROC_DECOMPOSE, &bc);
+        if (nd < 1 || nd > 8) {
+            nd = 1;
+            dec[0] = cp0;
         }
-        for (utf8proc_ssize_t k = 0; k < nd; k++) {
-            uint32_t cp = (uint32_t)dec[k];
-            if (is_ws(cp)) {
-                if (wpm_word(e, ws, o)) return LM_ERR_NOMEM;
-                o = ws = 0;
-                continue;
-            }
-            utf8proc_category_t cat = utf8proc_category((utf8proc_int32_t)cp);
-            if (cp == 0 || cp == 0xFFFD || cat == UTF8PROC_CATEGORY_CC ||
-                cat == UTF8PROC_CATEGORY_CF || cat == UTF8PROC_CATEGORY_CO ||
-                cat == UTF8PROC_CATEGORY_CS || cat == UTF8PROC_CATEGORY_CN)
-                continue;
-            int mark = cat == UTF8PROC_CATEGORY_MN || cat == UTF8PROC_CATEGORY_MC ||
-                       cat == UTF8PROC_CATEGORY_ME;
-            if (tk->strip_accents && mark) continue;
-            if (tk->lowercase) cp = (uint32_t)utf8proc_tolower((utf8proc_int32_t)cp);
-            int punct = (cat >= UTF8PROC_CATEGORY_PC && cat <= UTF8PROC_CATEGORY_PO) ||
-                        (cp < 0x7F && cat >= UTF8PROC_CATEGORY_SM && cat <= UTF8PROC_CATEGORY_SO);
-            if (punct || is_chinese(cp)) {
-                if (wpm_word(e, ws, o)) return LM_ERR_NOMEM;
-                o = ws = 0;
-                if (wpm_emit_cp(e, &o, cp) || wpm_word(e, 0, o)) return LM_ERR_NOMEM;
-                o = ws = 0;
-            } else if (wpm_emit_cp(e, &o, cp)) {
-                return LM_ERR_NOMEM;
-            }
-        }
+        for (utf8proc_ssize_t k = 0; k < nd; k++)
+            if (wpm_run_push(e, &o, (uint32_t)dec[k])) return LM_ERR_NOMEM;
     }
-    return wpm_word(e, ws, o);
+    if (e->n_run && wpm_flush_run(e, &o)) return LM_ERR_NOMEM;
+    return wpm_word(e, 0, o);
 }
 
 /* ---- special-token splitting and the driver ---------------------------------------------- */
@@ -537,7 +618,12 @@ lm_status lm_tokenizer_encode(const lm_tokenizer *tk, const char *text, size_t l
             st = spm_encode(&e, e.buf, o);
             break;
         }
-        case LM_TOK_MODEL_BPE: st = bpe_encode(&e, t, f->len); break;
+        case LM_TOK_MODEL_BPE: {
+            int prefix = tk->prefix_scheme == LM_TOK_PREFIX_ALWAYS ||
+                         (tk->prefix_scheme == LM_TOK_PREFIX_FIRST && f->off == 0);
+            st = bpe_encode(&e, t, f->len, prefix);
+            break;
+        }
         case LM_TOK_MODEL_WPM: st = wpm_encode(&e, t, f->len); break;
         }
         if (st) goto done;
@@ -554,6 +640,7 @@ done:
     lm_free(e.h.v);
     lm_free(e.s);
     lm_free(e.buf);
+    lm_free(e.run);
     lm_tok_matcher_free(&e.m);
     if (st) {
         lm_free(e.out.v);

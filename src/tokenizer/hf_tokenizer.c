@@ -23,12 +23,14 @@
  *                                        become the spec's regex list, in order (Split:
  *                                        Isolated; MergedWithPrevious/Next on a one-character
  *                                        string as the equivalent Isolated [^D]*D / D[^D]*).
- *   BPE + byte_fallback, Replace(' ' -> U+2581) / Metaspace(split = false, prepend never)
+ *   BPE + byte_fallback, Replace(' ' -> U+2581) / Metaspace(split = false)
  *                                     -> BPE, byte_encode = 0, escape_whitespace = 1 (the
- *                                        SentencePiece-style BPE of Gemma exports). A space
- *                                        prefix (Prepend(U+2581), Metaspace prepend first/
- *                                        always: Llama 2 exports) is refused: the core adds
- *                                        one for SPM models only.
+ *                                        SentencePiece-style BPE of Gemma exports); Metaspace
+ *                                        prepend_scheme first/always -> spec.prefix_scheme
+ *                                        (when no split precedes it). The Prepend(U+2581)
+ *                                        normalizer (Llama 2 "legacy" exports) is refused:
+ *                                        HF applies it between non-normalized added tokens
+ *                                        only, which the core does not distinguish.
  *   WordPiece (+ BertNormalizer, BertPreTokenizer)
  *                                     -> WPM; the vocabulary is rewritten into the form the
  *                                        core uses (llama.cpp's): "##x" -> "x", a word-initial
@@ -686,12 +688,28 @@ static lm_status pre_tokenizer(hf_ctx *c, const json_t *p, int depth) {
                               "tokenizer.json: pre_tokenizer Metaspace(replacement='%.10s', "
                               "split=%d) is not supported",
                               rep ? rep : "", split);
-        if (scheme) prefix = strcmp(scheme, "never") != 0;
-        if (prefix)
+        /* prepend_scheme (older files: add_prefix_space = always or never) */
+        int scheme_id = prefix ? LM_TOK_PREFIX_ALWAYS : LM_TOK_PREFIX_NEVER;
+        if (scheme) {
+            if (!strcmp(scheme, "first"))
+                scheme_id = LM_TOK_PREFIX_FIRST;
+            else if (!strcmp(scheme, "always"))
+                scheme_id = LM_TOK_PREFIX_ALWAYS;
+            else if (!strcmp(scheme, "never"))
+                scheme_id = LM_TOK_PREFIX_NEVER;
+            else
+                return lm_err_set(c->err, LM_ERR_FORMAT,
+                                  "tokenizer.json: pre_tokenizer Metaspace.prepend_scheme "
+                                  "'%.10s' is unknown",
+                                  scheme);
+        }
+        /* the core prefixes whole fragments (the text between added tokens): exact only when
+         * no split came before */
+        if (scheme_id != LM_TOK_PREFIX_NEVER && (c->n_regex > 0 || c->byte_level))
             return lm_err_set(c->err, LM_ERR_UNSUPPORTED,
-                              "tokenizer.json: pre_tokenizer Metaspace(prepend_scheme=%.10s) is "
-                              "not supported (the tokenizer core has no BPE space prefix)",
-                              scheme ? scheme : "always");
+                              "tokenizer.json: pre_tokenizer Metaspace with a prefix after "
+                              "another pre-tokenizer is not supported");
+        c->spec.prefix_scheme = scheme_id;
         c->spec.escape_whitespace = 1;
         c->metaspace = 1;
         return LM_OK;
@@ -1025,11 +1043,27 @@ static lm_status load(hf_ctx *c) {
             (st = get_str(c, model, "model", "continuing_subword_prefix", &prefix, NULL)))
             goto done;
         if (!prefix) prefix = "##";
+        /* absent: the library's default, 100 */
         const json_t *mx = json_object_get(model, "max_input_chars_per_word");
-        if (mx && !json_is_null(mx) && !json_is_integer(mx)) {
-            st = lm_err_set(c->err, LM_ERR_FORMAT,
-                            "tokenizer.json: model.max_input_chars_per_word is %s", jtype(mx));
-            goto done;
+        c->spec.max_input_chars_per_word = 100;
+        if (mx && !json_is_null(mx)) {
+            if (!json_is_integer(mx) || json_integer_value(mx) < 0) {
+                st = lm_err_set(c->err, LM_ERR_FORMAT,
+                                "tokenizer.json: model.max_input_chars_per_word is %s (want a "
+                                "non-negative integer)",
+                                json_is_integer(mx) ? "negative" : jtype(mx));
+                goto done;
+            }
+            if (json_integer_value(mx) == 0) {
+                /* HF makes every word unk; the core's 0 means unlimited */
+                st = lm_err_set(c->err, LM_ERR_UNSUPPORTED,
+                                "tokenizer.json: model.max_input_chars_per_word = 0 is not "
+                                "supported");
+                goto done;
+            }
+            c->spec.max_input_chars_per_word = (uint64_t)json_integer_value(mx) > SIZE_MAX
+                                                   ? SIZE_MAX
+                                                   : (size_t)json_integer_value(mx);
         }
     }
     if ((st = scan_ids(c, vocab, added)) || (st = alloc_tables(c)) || (st = fill_vocab(c, vocab)) ||

@@ -1,6 +1,6 @@
 /*
  * tok_internal.h — the tokenizer's internal layout, shared by vocab.c, pretok.c, encode.c,
- * decode.c and gguf_vocab.c. Not for use outside src/tokenizer.
+ * decode.c, gguf_vocab.c and wpm_tables.c. Not for use outside src/tokenizer.
  *
  * Layout:
  *   text_pool  all token texts back to back; token i is text_pool[tok_off[i] .. +tok_len[i]).
@@ -59,6 +59,8 @@ struct lm_tokenizer {
     /* flags (see lm_vocab_spec) */
     int byte_encode, escape_whitespace, add_space_prefix, add_bos, add_eos, add_sep;
     int ignore_merges, clean_spaces, lowercase, strip_accents;
+    size_t max_input_chars_per_word; /* WPM; 0 = unlimited */
+    int prefix_scheme;               /* BPE: LM_TOK_PREFIX_* */
     int32_t special[LM_TOK_SPECIAL_COUNT];
 };
 
@@ -78,6 +80,17 @@ uint32_t lm_tok_byte_to_cp(unsigned b);
 int lm_tok_cp_to_byte(uint32_t cp);
 /* Writes cp as UTF-8 into out (4 bytes room); returns the length. */
 size_t lm_utf8_put(uint32_t cp, char *out);
+
+/* Hugging Face BERT character classes (wpm_tables.c): ranges [lo, hi], ascending.
+ * removed: what clean_text deletes; mn: what strip_accents drops after NFD; punct: what
+ * BertPreTokenizer isolates. lm_wpm_in: 1 if c lies in one of the n ranges of r. */
+extern const uint32_t lm_wpm_removed[][2], lm_wpm_mn[][2], lm_wpm_punct[][2];
+extern const size_t lm_wpm_removed_n, lm_wpm_mn_n, lm_wpm_punct_n;
+int lm_wpm_in(const uint32_t (*r)[2], size_t n, uint32_t c);
+/* Hugging Face's lowercase of c where utf8proc's differs (newer case pairs), else -1. */
+extern const uint32_t lm_wpm_lower[][2];
+extern const size_t lm_wpm_lower_n;
+int lm_wpm_lower_cp(uint32_t c);
 
 /* Compiles the pre-tokenizer of spec into tk (regex list or name). */
 lm_status lm_tok_pretok_init(lm_tokenizer *tk, const lm_vocab_spec *spec, lm_err *err);

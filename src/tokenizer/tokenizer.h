@@ -67,6 +67,11 @@ typedef enum lm_token_type {
 #define LM_TOK_ATTR_LSTRIP 1u
 #define LM_TOK_ATTR_RSTRIP 2u
 
+/* spec.prefix_scheme values */
+#define LM_TOK_PREFIX_NEVER 0
+#define LM_TOK_PREFIX_FIRST 1
+#define LM_TOK_PREFIX_ALWAYS 2
+
 /* Special token roles (index into spec.special / lm_tokenizer_special). */
 typedef enum lm_tok_special {
     LM_TOK_BOS = 0,
@@ -107,10 +112,18 @@ typedef struct lm_vocab_spec {
     int byte_encode;       /* BPE: GPT-2 byte-level alphabet (1) or raw UTF-8 (0) */
     int escape_whitespace; /* ' ' -> U+2581 before the model (SPM, Gemma 4) */
     int add_space_prefix;  /* SPM: a ' ' before text that starts the input or follows a special */
+    /* BPE with escape_whitespace: Hugging Face Metaspace prepend_scheme, a U+2581 before a text
+     * fragment (the text between special/added tokens) that does not already start with ' ' or
+     * U+2581: LM_TOK_PREFIX_FIRST only the fragment that starts the input, LM_TOK_PREFIX_ALWAYS
+     * every fragment. Decoding then drops the first rendered space, as for add_space_prefix. */
+    int prefix_scheme;
     int add_bos, add_eos, add_sep; /* what add_special = 1 adds (WPM: BOS=[CLS] .. SEP) */
     int ignore_merges;            /* BPE: a whole pre-token that is in the vocab is emitted as is */
     int clean_spaces;             /* decode: Hugging Face clean_up_tokenization_spaces */
-    int lowercase, strip_accents; /* WPM BERT normalizer */
+    int lowercase, strip_accents; /* WPM BERT normalizer (strip_accents: NFD, drop Mn) */
+    /* WPM: a word of more characters than this becomes unk as a whole (Hugging Face WordPiece
+     * max_input_chars_per_word, 100 in BERT exports); 0 = unlimited (llama.cpp, GGUF) */
+    size_t max_input_chars_per_word;
     int32_t special[LM_TOK_SPECIAL_COUNT]; /* ids or -1 */
 } lm_vocab_spec;
 

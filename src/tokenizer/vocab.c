@@ -295,6 +295,10 @@ lm_status lm_tokenizer_build(const lm_vocab_spec *spec, lm_tokenizer **out, lm_e
     tk->clean_spaces = spec->clean_spaces;
     tk->lowercase = spec->lowercase;
     tk->strip_accents = spec->strip_accents;
+    tk->max_input_chars_per_word = spec->max_input_chars_per_word;
+    /* only BPE with escaped spaces has a Metaspace prefix */
+    tk->prefix_scheme =
+        spec->model == LM_TOK_MODEL_BPE && spec->escape_whitespace ? spec->prefix_scheme : 0;
 
     /* token texts */
     size_t total = 0;
