@@ -62,6 +62,169 @@ void lm_model_file_close(lm_model_file *f);
 char *lm_model_file_describe(const lm_model_file *f, int json);
 void lm_free_string(char *s);
 
+/* =======================================================================================
+ * Engine: load a model, run sessions, generate. (src/engine/; see docs/engine.md)
+ *
+ * A session is one conversation's state: the tokens it has seen, their KV cache (paged, f16)
+ * and the logits after the last one. Appending tokens runs them through the model in chunks
+ * of n_batch (prefill); generating samples tokens one by one and appends each (decode).
+ * Errors: lm_model_load/lm_session_new write into a caller buffer; calls on a session put the
+ * detail in lm_session_error(s). A failed call leaves the session as it was before it.
+ * ===================================================================================== */
+
+typedef struct lm_model lm_model;
+typedef struct lm_session lm_session;
+
+typedef struct lm_model_params {
+    int32_t n_threads; /* compute threads; 0 = all online CPUs */
+} lm_model_params;
+lm_model_params lm_model_default_params(void);
+
+/* Loads a .gguf model (weights stay mapped from the file) and its tokenizer. */
+lm_status lm_model_load(const char *path, const lm_model_params *params, lm_model **out,
+                        char *err, size_t err_len);
+void lm_model_free(lm_model *m);
+int32_t lm_model_n_vocab(const lm_model *m);
+int32_t lm_model_n_ctx_train(const lm_model *m);
+const char *lm_model_arch(const lm_model *m);       /* "llama", "gemma3", ... */
+/* 1 if token ends a generation (EOS, end-of-turn). */
+int lm_model_token_is_eog(const lm_model *m, int32_t token);
+/* Renders a single user message with the model's chat template (generation prompt added).
+ * *out is a string to free with lm_free_string. */
+lm_status lm_model_chat_prompt(const lm_model *m, const char *user_message, char **out,
+                               char *err, size_t err_len);
+
+typedef struct lm_session_params {
+    int32_t n_ctx;       /* context length in tokens; 0 = min(model's, 4096) */
+    int32_t n_batch;     /* prefill chunk in tokens; default 256 */
+    int32_t page_tokens; /* KV page size in tokens; default 256 */
+} lm_session_params;
+lm_session_params lm_session_default_params(void);
+
+lm_status lm_session_new(lm_model *m, const lm_session_params *params, lm_session **out,
+                         char *err, size_t err_len);
+void lm_session_free(lm_session *s);
+/* The last error of a call on s ("" if none). Valid until the next call on s. */
+const char *lm_session_error(const lm_session *s);
+
+/* Runs tokens through the model after what the session holds. Token ids outside the
+ * vocabulary and a total beyond n_ctx are LM_ERR_INVALID_ARG (nothing is appended). */
+lm_status lm_session_append_tokens(lm_session *s, const int32_t *tokens, size_t n);
+/* Tokenizes text and appends it; add_special adds BOS etc. as the model wants (use it for the
+ * first text of a session), parse_special turns control-token spellings into those tokens. */
+lm_status lm_session_append_text(lm_session *s, const char *text, size_t len, int add_special,
+                                 int parse_special);
+/* Logits after the last appended token: *logits points at n_vocab floats owned by the
+ * session, valid until its next append/generate. LM_ERR_INVALID_ARG when empty. */
+lm_status lm_session_logits(lm_session *s, const float **logits, size_t *n_vocab);
+size_t lm_session_n_tokens(const lm_session *s);
+/* Forgets everything after the first n tokens (n <= current length). */
+lm_status lm_session_truncate(lm_session *s, size_t n);
+
+typedef struct lm_sampler_params {
+    float temperature;       /* 0 = greedy (argmax); default 0.8 */
+    int32_t top_k;           /* keep the k most likely; 0 = off; default 40 */
+    float top_p;             /* nucleus mass in (0, 1]; 1 = off; default 0.95 */
+    float min_p;             /* in [0, 1): drop p < min_p * p_max; 0 = off; default 0.05 */
+    float repeat_penalty;    /* > 0; 1 = off (default) */
+    int32_t repeat_last_n;   /* penalty window in tokens, >= 0; default 64 */
+    float frequency_penalty; /* subtracted per occurrence; default 0 */
+    float presence_penalty;  /* subtracted once per present token; default 0 */
+    uint64_t seed;           /* RNG seed: the same seed and inputs give the same output */
+} lm_sampler_params;
+lm_sampler_params lm_sampler_default_params(void);
+
+/* Called for every generated token with the text it completes (valid UTF-8, possibly empty
+ * when a character spans tokens); a last call with token -1 may deliver held-back bytes at the
+ * end. Return non-zero to stop generating. */
+typedef int (*lm_token_callback)(void *user, int32_t token, const char *text, size_t len);
+
+typedef struct lm_generate_params {
+    int32_t max_tokens;          /* > 0; default 128 */
+    lm_sampler_params sampling;
+    int stop_at_eog;             /* stop after an end-of-generation token (default 1); the
+                                    EOG token itself is not passed to the callback */
+    lm_token_callback on_token;  /* may be NULL */
+    void *user;
+} lm_generate_params;
+lm_generate_params lm_generate_default_params(void);
+
+/* Generates up to max_tokens after what the session holds (it must hold at least one token).
+ * Generated tokens are appended to the session. */
+lm_status lm_session_generate(lm_session *s, const lm_generate_params *params);
+
+typedef struct lm_metrics {
+    uint64_t prompt_tokens;    /* tokens appended by lm_session_append_* since the last reset */
+    uint64_t generated_tokens; /* tokens sampled by lm_session_generate */
+    double prefill_ms;         /* time in prompt processing */
+    double decode_ms;          /* time generating (forward + sampling) */
+    double prefill_tps;        /* prompt_tokens / prefill seconds */
+    double decode_tps;         /* generated_tokens / decode seconds */
+    double ttft_ms;            /* first append to first generated token */
+} lm_metrics;
+void lm_session_metrics(const lm_session *s, lm_metrics *out);
+void lm_session_metrics_reset(lm_session *s);
+
+/* ---------------------------------------------------------------------------------------
+ * Text: vocabularies and chat templates. A vocabulary is the tokenizer of a model plus its
+ * chat template, loaded without the weights. Immutable once loaded: any function below may
+ * run concurrently on one lm_vocab.
+ * ------------------------------------------------------------------------------------ */
+
+typedef struct lm_vocab lm_vocab;
+
+/* Loads the vocabulary of MODEL_PATH:
+ *   a .gguf file          its tokenizer.ggml.* keys and tokenizer.chat_template;
+ *   a directory           tokenizer.json (+ tokenizer_config.json), the chat template from
+ *                         chat_template.jinja or tokenizer_config.json "chat_template";
+ *   a tokenizer.json file as a directory holding it (its tokenizer_config.json beside it).
+ * On failure *out is NULL and err (may be NULL) holds a one-line reason. */
+lm_status lm_vocab_load(const char *model_path, lm_vocab **out, char *err, size_t err_len);
+void lm_vocab_free(lm_vocab *v);
+
+/* Number of token ids (valid ids are 0 .. n-1). */
+size_t lm_vocab_n_tokens(const lm_vocab *v);
+/* Special ids, -1 when the vocabulary has none. */
+int32_t lm_vocab_bos(const lm_vocab *v);
+int32_t lm_vocab_eos(const lm_vocab *v);
+int32_t lm_vocab_eot(const lm_vocab *v);
+/* 1 if id ends a generation (EOS, end-of-turn and the like), else 0. */
+int lm_vocab_is_eog(const lm_vocab *v, int32_t id);
+/* The token's text as stored in the vocabulary (not NUL-terminated); LM_ERR_INVALID_ARG when
+ * id is out of range. */
+lm_status lm_vocab_token_text(const lm_vocab *v, int32_t id, const char **text, size_t *len);
+
+/* Token ids of text[0..len) (any bytes; invalid UTF-8 is tokenized byte by byte).
+ * add_special: add what the model adds around a sequence (BOS, EOS, BERT's [CLS]/[SEP]).
+ * parse_special: text spelling a special token (e.g. "<|im_start|>") becomes that token;
+ * otherwise it is tokenized as plain text. *ids is freed with lm_free_tokens (NULL when
+ * *n_ids == 0). */
+lm_status lm_vocab_tokenize(const lm_vocab *v, const char *text, size_t len, int add_special,
+                            int parse_special, int32_t **ids, size_t *n_ids, char *err,
+                            size_t err_len);
+void lm_free_tokens(int32_t *ids);
+
+/* The text of ids (the bytes they stand for; may be invalid UTF-8 when the ids split a
+ * character). render_special: special tokens appear as their text (else as nothing).
+ * *text is NUL-terminated (the NUL not counted in *len); free it with lm_free_string. */
+lm_status lm_vocab_detokenize(const lm_vocab *v, const int32_t *ids, size_t n_ids,
+                              int render_special, char **text, size_t *len, char *err,
+                              size_t err_len);
+
+/* The model's own chat template (Jinja2 source), NULL when it has none. */
+const char *lm_vocab_chat_template(const lm_vocab *v);
+
+/* Renders the chat template as transformers' apply_chat_template does: messages_json is a JSON
+ * array of message objects ({"role", "content", "tool_calls", ...}); tools_json (NULL = none)
+ * a JSON array of tool definitions; add_generation_prompt 0/1; enable_thinking 0/1, or -1 to
+ * leave it undefined. bos_token / eos_token (and unk/pad when present) are provided from the
+ * vocabulary. A model without a template gets a built-in one for its family (ChatML for
+ * <|im_start|> vocabularies, Llama 3, Gemma); LM_ERR_NOT_FOUND when none fits. *out is freed
+ * with lm_free_string. Template errors carry the template's line:column. */
+lm_status lm_vocab_apply_template(const lm_vocab *v, const char *messages_json,
+                                  const char *tools_json, int add_generation_prompt,
+                                  int enable_thinking, char **out, char *err, size_t err_len);
+
 #ifdef __cplusplus
 }
 #endif

@@ -8,7 +8,7 @@
  * and reports the first mismatching case and position. Models under models/ that are not
  * installed are skipped. Malformed tokenizer.json documents must fail with clear errors.
  */
-#include "lemma_text.h"
+#include "lemma.h"
 
 #include "core/alloc.h"
 #include "core/file.h"

@@ -1,5 +1,5 @@
 /*
- * text.c — the public text API (lemma_text.h): vocabularies loaded from a GGUF file or a
+ * text.c — the public text API (lemma.h): vocabularies loaded from a GGUF file or a
  * Hugging Face directory, tokenize / detokenize, and chat templates rendered as transformers'
  * apply_chat_template does.
  *
@@ -15,7 +15,7 @@
  * pad_token (from tokenizer_config.json, or the GGUF's special ids), enable_thinking only when
  * the caller sets it. Models without a template get a built-in one for their family.
  */
-#include "lemma_text.h"
+#include "lemma.h"
 
 #include "core/alloc.h"
 #include "core/file.h"

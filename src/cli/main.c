@@ -5,6 +5,10 @@
 #include <string.h>
 
 int cmd_inspect(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_detokenize(int argc, char **argv);
+int cmd_template(int argc, char **argv);
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -12,6 +16,14 @@ static void usage(FILE *f) {
             "usage: lemma <command> [options]\n"
             "commands:\n"
             "  inspect MODEL [--json]   describe a .gguf file or a Hugging Face model directory\n"
+            "  run -m MODEL -p PROMPT   generate a continuation (see lemma run --help)\n"
+            "  tokenize -m MODEL [--json] [--bos] [--special] (--file F | TEXT)\n"
+            "                           print the token ids of a text\n"
+            "  detokenize -m MODEL [--special] ID...\n"
+            "                           print the text of token ids\n"
+            "  template -m MODEL --messages F.json [--add-generation-prompt] [--tools F.json]\n"
+            "           [--enable-thinking|--disable-thinking]\n"
+            "                           render the model's chat template\n"
             "  version                  print the version\n",
             lm_version());
 }
@@ -23,6 +35,10 @@ int main(int argc, char **argv) {
     }
     const char *cmd = argv[1];
     if (!strcmp(cmd, "inspect")) return cmd_inspect(argc - 1, argv + 1);
+    if (!strcmp(cmd, "run")) return cmd_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
+    if (!strcmp(cmd, "detokenize")) return cmd_detokenize(argc - 1, argv + 1);
+    if (!strcmp(cmd, "template")) return cmd_template(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("lemma %s\n", lm_version());
         return 0;

@@ -7,7 +7,7 @@
  * reads stdin. The prompt is printed exactly as rendered (no newline added).
  * Exit status: 0 ok, 1 failure (model, files, template errors), 2 usage.
  */
-#include "lemma_text.h"
+#include "lemma.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -12,7 +12,7 @@
  *       one JSON array ("[1,2,3]") or comma-separated. --special renders special tokens.
  * Exit status: 0 ok, 1 failure (model, ids), 2 usage.
  */
-#include "lemma_text.h"
+#include "lemma.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -1,0 +1,445 @@
+/*
+ * engine.c — the public engine API of include/lemma.h: models, sessions, generation.
+ *
+ * A model owns the mapped GGUF file, the bound architecture (model/arch.h), the tokenizer, the
+ * chat template and a CPU backend. A session owns a page table in its own KV pool, forward
+ * buffers, the token history and the last logits (host copy).
+ *
+ * Invariants of a session: tokens[0..n_tokens) == the positions in its KV pages
+ * (seq.n_tokens == n_tokens); has_logits iff logits hold the output after tokens[n_tokens-1].
+ * Every failing call restores them (KV truncated back), so a session is never half-updated.
+ */
+#include "lemma.h"
+
+#include "backend/backend.h"
+#include "core/alloc.h"
+#include "core/status.h"
+#include "format/gguf.h"
+#include "kv/kv.h"
+#include "model/arch.h"
+#include "sample/sample.h"
+#include "template/template.h"
+#include "tokenizer/tokenizer.h"
+
+#include <jansson.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+struct lm_model {
+    lm_gguf *gguf;
+    lm_arch_model arch;
+    lm_tokenizer *tok;      /* NULL when the file's tokenizer could not be built */
+    char tok_error[LM_ERR_MSG_MAX];
+    char *chat_template;    /* NUL-terminated copy, NULL if none */
+    char arch_name[32];
+    lm_backend *be;
+};
+
+struct lm_session {
+    lm_model *model;
+    lm_session_params p;
+    lm_kv_pool pool;
+    lm_kv_seq seq;
+    lm_forward_bufs bufs;
+    int32_t *tokens;        /* (n_ctx) history */
+    size_t n_tokens;
+    float *logits;          /* (n_vocab) host copy of the last logits */
+    int has_logits;
+    lm_err err;
+    lm_metrics m;
+    double t_first_append;  /* monotonic ms of the first append since reset; < 0 = none */
+};
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* ---- model ------------------------------------------------------------------------------ */
+
+lm_model_params lm_model_default_params(void) {
+    lm_model_params p = {0};
+    return p;
+}
+
+void lm_model_free(lm_model *m) {
+    if (!m) return;
+    lm_backend_free(m->be);
+    lm_tokenizer_free(m->tok);
+    lm_arch_free(&m->arch);
+    lm_gguf_close(m->gguf);
+    lm_free(m->chat_template);
+    lm_free(m);
+}
+
+lm_status lm_model_load(const char *path, const lm_model_params *params, lm_model **out,
+                        char *errbuf, size_t err_len) {
+    lm_err err;
+    lm_err_clear(&err);
+    lm_status s = LM_OK;
+    lm_model_params p = params ? *params : lm_model_default_params();
+    lm_model *m = NULL;
+    if (out) *out = NULL;
+    if (!path || !out) {
+        s = lm_err_set(&err, LM_ERR_INVALID_ARG, "model: path and out are required");
+        goto fail;
+    }
+    if (p.n_threads < 0 || p.n_threads > 1024) {
+        s = lm_err_set(&err, LM_ERR_INVALID_ARG, "model: n_threads %d not in [0, 1024]",
+                       p.n_threads);
+        goto fail;
+    }
+    int nt = p.n_threads;
+    if (nt == 0) {
+        long c = sysconf(_SC_NPROCESSORS_ONLN);
+        nt = c > 0 && c < 1024 ? (int)c : 1;
+    }
+    m = lm_calloc(1, sizeof *m);
+    if (!m) {
+        s = lm_err_set(&err, LM_ERR_NOMEM, "model: out of memory");
+        goto fail;
+    }
+    if ((s = lm_gguf_open_file(path, NULL, &m->gguf, &err))) goto fail;
+    if ((s = lm_arch_from_gguf(m->gguf, &m->arch, &err))) goto fail;
+    const char *an;
+    size_t al;
+    if (lm_gguf_get_str(m->gguf, "general.architecture", &an, &al, NULL) == LM_OK)
+        snprintf(m->arch_name, sizeof m->arch_name, "%.*s", (int)al, an);
+
+    /* The tokenizer is needed for text in and out, not for token-level use: a model whose
+     * vocabulary lemma cannot build still runs on token ids, and text calls report why. */
+    lm_err terr;
+    lm_err_clear(&terr);
+    if (lm_tokenizer_from_gguf(m->gguf, &m->tok, &terr) != LM_OK) {
+        m->tok = NULL;
+        snprintf(m->tok_error, sizeof m->tok_error, "%s", terr.msg);
+    } else if (lm_tokenizer_n_vocab(m->tok) > (size_t)m->arch.hp.n_vocab) {
+        snprintf(m->tok_error, sizeof m->tok_error,
+                 "tokenizer has %zu tokens, the model's embedding %d rows",
+                 lm_tokenizer_n_vocab(m->tok), m->arch.hp.n_vocab);
+        lm_tokenizer_free(m->tok);
+        m->tok = NULL;
+    }
+    const char *tpl;
+    size_t tl;
+    if (lm_gguf_find(m->gguf, "tokenizer.chat_template") >= 0 &&
+        lm_gguf_get_str(m->gguf, "tokenizer.chat_template", &tpl, &tl, NULL) == LM_OK) {
+        m->chat_template = lm_strndup(tpl, tl);
+        if (!m->chat_template) {
+            s = lm_err_set(&err, LM_ERR_NOMEM, "model: chat template");
+            goto fail;
+        }
+    }
+    if ((s = lm_backend_cpu_create(nt, &m->be, &err))) goto fail;
+    *out = m;
+    return LM_OK;
+fail:
+    lm_model_free(m);
+    lm_err_copy(&err, errbuf, err_len);
+    return s;
+}
+
+int32_t lm_model_n_vocab(const lm_model *m) { return m ? m->arch.hp.n_vocab : 0; }
+int32_t lm_model_n_ctx_train(const lm_model *m) { return m ? m->arch.hp.n_ctx_train : 0; }
+const char *lm_model_arch(const lm_model *m) { return m ? m->arch_name : ""; }
+
+int lm_model_token_is_eog(const lm_model *m, int32_t token) {
+    return m && m->tok && lm_tokenizer_is_eog(m->tok, token);
+}
+
+lm_status lm_model_chat_prompt(const lm_model *m, const char *user_message, char **out,
+                               char *errbuf, size_t err_len) {
+    lm_err err;
+    lm_err_clear(&err);
+    lm_status s = LM_OK;
+    lm_template *t = NULL;
+    json_t *ctx = NULL;
+    if (out) *out = NULL;
+    if (!m || !user_message || !out) {
+        s = lm_err_set(&err, LM_ERR_INVALID_ARG, "chat: model, message and out are required");
+        goto done;
+    }
+    if (!m->chat_template) {
+        /* Gemma GGUFs often carry no template; its turn format is fixed and documented, so
+         * it is written out here (llama.cpp does the same from the architecture name). */
+        if (m->arch.hp.arch == LM_ARCH_GEMMA3) {
+            size_t n = strlen(user_message) + 96;
+            *out = lm_malloc(n);
+            if (!*out) {
+                s = lm_err_set(&err, LM_ERR_NOMEM, "chat: out of memory");
+                goto done;
+            }
+            snprintf(*out, n, "<bos><start_of_turn>user\n%s<end_of_turn>\n<start_of_turn>model\n",
+                     user_message);
+            goto done;
+        }
+        s = lm_err_set(&err, LM_ERR_NOT_FOUND, "chat: the model has no chat template");
+        goto done;
+    }
+    if ((s = lm_template_compile(m->chat_template, strlen(m->chat_template), &t, &err)))
+        goto done;
+    const char *bos = "", *eos = "";
+    size_t bl = 0, el = 0;
+    if (m->tok) {
+        int32_t b = lm_tokenizer_special(m->tok, LM_TOK_BOS);
+        int32_t e = lm_tokenizer_special(m->tok, LM_TOK_EOS);
+        if (b >= 0) lm_tokenizer_token_text(m->tok, b, &bos, &bl);
+        if (e >= 0) lm_tokenizer_token_text(m->tok, e, &eos, &el);
+    }
+    ctx = json_pack("{s:[{s:s,s:s}],s:b,s:s%,s:s%}", "messages", "role", "user", "content",
+                    user_message, "add_generation_prompt", 1, "bos_token", bos, bl,
+                    "eos_token", eos, el);
+    if (!ctx) {
+        s = lm_err_set(&err, LM_ERR_INVALID_ARG, "chat: message is not valid UTF-8");
+        goto done;
+    }
+    size_t len;
+    s = lm_template_render(t, ctx, NULL, out, &len, &err);
+done:
+    json_decref(ctx);
+    lm_template_free(t);
+    if (s != LM_OK) lm_err_copy(&err, errbuf, err_len);
+    return s;
+}
+
+/* ---- session ---------------------------------------------------------------------------- */
+
+lm_session_params lm_session_default_params(void) {
+    lm_session_params p = {0, 256, 256};
+    return p;
+}
+
+void lm_session_free(lm_session *s) {
+    if (!s) return;
+    lm_forward_bufs_free(s->model->be, &s->bufs);
+    lm_kv_seq_free(&s->pool, &s->seq);
+    lm_kv_pool_free(&s->pool);
+    lm_free(s->tokens);
+    lm_free(s->logits);
+    lm_free(s);
+}
+
+lm_status lm_session_new(lm_model *m, const lm_session_params *params, lm_session **out,
+                         char *errbuf, size_t err_len) {
+    lm_err err;
+    lm_err_clear(&err);
+    lm_status st = LM_OK;
+    lm_session *s = NULL;
+    if (out) *out = NULL;
+    if (!m || !out) {
+        st = lm_err_set(&err, LM_ERR_INVALID_ARG, "session: model and out are required");
+        goto fail;
+    }
+    lm_session_params p = params ? *params : lm_session_default_params();
+    const lm_hparams *hp = &m->arch.hp;
+    if (p.n_ctx == 0) p.n_ctx = hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
+    if (p.n_ctx < 1 || p.n_ctx > hp->n_ctx_train) {
+        st = lm_err_set(&err, LM_ERR_INVALID_ARG, "session: n_ctx %d not in [1, %d]", p.n_ctx,
+                        hp->n_ctx_train);
+        goto fail;
+    }
+    if (p.n_batch < 1 || p.n_batch > 65536 || p.page_tokens < 1 || p.page_tokens > 65536) {
+        st = lm_err_set(&err, LM_ERR_INVALID_ARG, "session: n_batch %d / page_tokens %d not in "
+                        "[1, 65536]", p.n_batch, p.page_tokens);
+        goto fail;
+    }
+    s = lm_calloc(1, sizeof *s);
+    if (!s) {
+        st = lm_err_set(&err, LM_ERR_NOMEM, "session: out of memory");
+        goto fail;
+    }
+    s->model = m;
+    s->p = p;
+    s->t_first_append = -1.0;
+    lm_kv_config kc = {hp->n_layer, hp->n_head_kv * hp->head_dim, p.page_tokens,
+                       (p.n_ctx + p.page_tokens - 1) / p.page_tokens};
+    lm_kv_seq_init(&s->seq);
+    if ((st = lm_kv_pool_init(&s->pool, &kc, &err))) goto fail;
+    int64_t nb = p.n_batch < p.n_ctx ? p.n_batch : p.n_ctx;
+    if ((st = lm_forward_bufs_init(m->be, hp, nb, &s->bufs, &err))) goto fail;
+    s->tokens = lm_calloc((size_t)p.n_ctx, sizeof *s->tokens);
+    s->logits = lm_calloc((size_t)hp->n_vocab, sizeof *s->logits);
+    if (!s->tokens || !s->logits) {
+        st = lm_err_set(&err, LM_ERR_NOMEM, "session: out of memory for %d tokens", p.n_ctx);
+        goto fail;
+    }
+    *out = s;
+    return LM_OK;
+fail:
+    lm_session_free(s);
+    lm_err_copy(&err, errbuf, err_len);
+    return st;
+}
+
+const char *lm_session_error(const lm_session *s) { return s ? s->err.msg : "no session"; }
+size_t lm_session_n_tokens(const lm_session *s) { return s ? s->n_tokens : 0; }
+
+static void rollback(lm_session *s, size_t n) {
+    lm_kv_seq_truncate(&s->pool, &s->seq, (int64_t)n);
+    s->seq.n_tokens = (int64_t)n;
+    s->n_tokens = n;
+    s->has_logits = 0;
+}
+
+/* Appends without touching metrics; on failure the session is rolled back. */
+static lm_status append(lm_session *s, const int32_t *tokens, size_t n) {
+    lm_model *m = s->model;
+    const size_t n0 = s->n_tokens;
+    if (n == 0) return LM_OK;
+    if (!tokens) return lm_err_set(&s->err, LM_ERR_INVALID_ARG, "append: tokens is NULL");
+    for (size_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= m->arch.hp.n_vocab)
+            return lm_err_set(&s->err, LM_ERR_INVALID_ARG,
+                              "append: token %zu is id %d, outside the vocabulary [0, %d)", i,
+                              tokens[i], m->arch.hp.n_vocab);
+    if (n > (size_t)s->p.n_ctx - n0)
+        return lm_err_set(&s->err, LM_ERR_INVALID_ARG,
+                          "append: %zu tokens after %zu exceed the context of %d tokens", n, n0,
+                          s->p.n_ctx);
+    lm_status st = lm_kv_seq_reserve(&s->pool, &s->seq, (int64_t)(n0 + n), &s->err);
+    for (size_t i = 0; st == LM_OK && i < n; i += (size_t)s->bufs.n_batch) {
+        size_t c = n - i < (size_t)s->bufs.n_batch ? n - i : (size_t)s->bufs.n_batch;
+        st = lm_forward(m->be, &m->arch, &s->pool, &s->seq, tokens + i, (int64_t)c, i + c == n,
+                        &s->bufs, &s->err);
+    }
+    if (st == LM_OK)
+        st = m->be->ops->download(m->be, s->logits, s->bufs.logits, (size_t)m->arch.hp.n_vocab,
+                                  &s->err);
+    if (st != LM_OK) {
+        rollback(s, n0);
+        return st;
+    }
+    memcpy(s->tokens + n0, tokens, n * sizeof *tokens);
+    s->n_tokens = n0 + n;
+    s->has_logits = 1;
+    return LM_OK;
+}
+
+lm_status lm_session_append_tokens(lm_session *s, const int32_t *tokens, size_t n) {
+    if (!s) return LM_ERR_INVALID_ARG;
+    lm_err_clear(&s->err);
+    double t0 = now_ms();
+    if (s->t_first_append < 0) s->t_first_append = t0;
+    lm_status st = append(s, tokens, n);
+    if (st == LM_OK) {
+        s->m.prompt_tokens += n;
+        s->m.prefill_ms += now_ms() - t0;
+    }
+    return st;
+}
+
+lm_status lm_session_append_text(lm_session *s, const char *text, size_t len, int add_special,
+                                 int parse_special) {
+    if (!s) return LM_ERR_INVALID_ARG;
+    lm_err_clear(&s->err);
+    if (!s->model->tok)
+        return lm_err_set(&s->err, LM_ERR_UNSUPPORTED, "no tokenizer: %s", s->model->tok_error);
+    if (!text && len) return lm_err_set(&s->err, LM_ERR_INVALID_ARG, "append: text is NULL");
+    int32_t *ids = NULL;
+    size_t n = 0;
+    lm_status st = lm_tokenizer_encode(s->model->tok, text ? text : "", len, add_special,
+                                       parse_special, &ids, &n, &s->err);
+    if (st != LM_OK) return st;
+    st = lm_session_append_tokens(s, ids, n);
+    lm_free(ids);
+    return st;
+}
+
+lm_status lm_session_logits(lm_session *s, const float **logits, size_t *n_vocab) {
+    if (!s || !logits || !n_vocab) return LM_ERR_INVALID_ARG;
+    lm_err_clear(&s->err);
+    if (!s->has_logits)
+        return lm_err_set(&s->err, LM_ERR_INVALID_ARG, "logits: the session holds no tokens");
+    *logits = s->logits;
+    *n_vocab = (size_t)s->model->arch.hp.n_vocab;
+    return LM_OK;
+}
+
+lm_status lm_session_truncate(lm_session *s, size_t n) {
+    if (!s) return LM_ERR_INVALID_ARG;
+    lm_err_clear(&s->err);
+    if (n > s->n_tokens)
+        return lm_err_set(&s->err, LM_ERR_INVALID_ARG, "truncate: %zu > length %zu", n,
+                          s->n_tokens);
+    if (n == s->n_tokens) return LM_OK;
+    rollback(s, n);
+    if (n == 0) return LM_OK;
+    /* recompute the logits after the new last token: re-run it at its position */
+    int32_t last = s->tokens[n - 1];
+    rollback(s, n - 1);
+    return append(s, &last, 1);
+}
+
+lm_generate_params lm_generate_default_params(void) {
+    lm_generate_params p;
+    memset(&p, 0, sizeof p);
+    p.max_tokens = 128;
+    p.sampling = lm_sampler_default_params();
+    p.stop_at_eog = 1;
+    return p;
+}
+
+lm_status lm_session_generate(lm_session *s, const lm_generate_params *params) {
+    if (!s || !params) return LM_ERR_INVALID_ARG;
+    lm_err_clear(&s->err);
+    lm_model *m = s->model;
+    if (params->max_tokens <= 0)
+        return lm_err_set(&s->err, LM_ERR_INVALID_ARG, "generate: max_tokens %d must be > 0",
+                          params->max_tokens);
+    if (!s->has_logits)
+        return lm_err_set(&s->err, LM_ERR_INVALID_ARG,
+                          "generate: append a prompt first (the session holds no tokens)");
+    lm_sampler smp;
+    lm_status st = lm_sampler_init(&smp, &params->sampling, m->arch.hp.n_vocab, &s->err);
+    if (st != LM_OK) return st;
+    lm_detok_stream *ds = NULL;
+    if (m->tok && params->on_token && (st = lm_detok_stream_new(m->tok, 0, &ds, &s->err)))
+        goto done;
+
+    double t0 = now_ms();
+    for (int32_t i = 0; i < params->max_tokens; i++) {
+        int32_t tok;
+        if ((st = lm_sampler_sample(&smp, s->logits, s->tokens, s->n_tokens, &tok, &s->err)))
+            break;
+        if (s->m.generated_tokens == 0 && s->t_first_append >= 0)
+            s->m.ttft_ms = now_ms() - s->t_first_append;
+        s->m.generated_tokens++;
+        if (params->stop_at_eog && lm_model_token_is_eog(m, tok)) break;
+        const char *text = "";
+        size_t tl = 0;
+        if (ds && (st = lm_detok_stream_feed(ds, tok, &text, &tl, &s->err))) break;
+        if (params->on_token && params->on_token(params->user, tok, text, tl)) break;
+        if (s->n_tokens >= (size_t)s->p.n_ctx) break; /* context full: stop, not an error */
+        if ((st = append(s, &tok, 1))) break;
+    }
+    if (st == LM_OK && ds && params->on_token) {
+        const char *text;
+        size_t tl;
+        if ((st = lm_detok_stream_flush(ds, &text, &tl, &s->err)) == LM_OK && tl > 0)
+            params->on_token(params->user, -1, text, tl);
+    }
+    s->m.decode_ms += now_ms() - t0;
+done:
+    lm_detok_stream_free(ds);
+    lm_sampler_free(&smp);
+    return st;
+}
+
+void lm_session_metrics(const lm_session *s, lm_metrics *out) {
+    if (!out) return;
+    memset(out, 0, sizeof *out);
+    if (!s) return;
+    *out = s->m;
+    out->prefill_tps = s->m.prefill_ms > 0 ? (double)s->m.prompt_tokens * 1e3 / s->m.prefill_ms
+                                           : 0.0;
+    out->decode_tps = s->m.decode_ms > 0 ? (double)s->m.generated_tokens * 1e3 / s->m.decode_ms
+                                         : 0.0;
+}
+
+void lm_session_metrics_reset(lm_session *s) {
+    if (!s) return;
+    memset(&s->m, 0, sizeof s->m);
+    s->t_first_append = -1.0;
+}

@@ -1,0 +1,125 @@
+/*
+ * arch.h — a decoder-only transformer described by data: hyperparameters, per-family switches
+ * and weights bound to roles. One forward pass (transformer.c) runs every family; a family is
+ * only a different setting of these fields (model.c fills them from the model file).
+ *
+ * The families and what sets them apart (numerics learned from the reference implementations):
+ *   llama   RMSNorm, RoPE on adjacent pairs (GGUF's Q/K rows are permuted for it), SwiGLU.
+ *   qwen2   as llama + biases on Q, K, V; RoPE on halves (NEOX).
+ *   qwen3   as llama + per-head RMSNorm of Q and K before RoPE; NEOX RoPE; no biases.
+ *   gemma3  embeddings scaled by sqrt(n_embd); GeGLU (tanh GELU); Q/K norms; norms after the
+ *           attention and FFN blocks too; sliding-window layers (5 of every 6) with their own
+ *           RoPE base (10000), global layers with the file's base; NEOX RoPE; q scaled by
+ *           1/sqrt(head_dim); tied output embedding. GGUF stores Gemma's norm weights with
+ *           the +1 already added; HF checkpoints store w and the model computes x*(1+w):
+ *           norm_add_one says which.
+ */
+#ifndef LM_MODEL_ARCH_H
+#define LM_MODEL_ARCH_H
+
+#include "backend/backend.h"
+
+#include <stdint.h>
+
+typedef enum lm_arch_id {
+    LM_ARCH_LLAMA = 0,
+    LM_ARCH_QWEN2,
+    LM_ARCH_QWEN3,
+    LM_ARCH_GEMMA3,
+} lm_arch_id;
+
+#define LM_MAX_LAYERS 512
+
+typedef struct lm_hparams {
+    lm_arch_id arch;
+    int32_t n_vocab;
+    int32_t n_ctx_train;   /* context length the model was trained for */
+    int32_t n_embd;        /* residual width */
+    int32_t n_layer;
+    int32_t n_head;
+    int32_t n_head_kv;
+    int32_t head_dim;      /* per-head width of Q, K and V (key_length) */
+    int32_t n_ff;          /* FFN hidden width */
+    float norm_eps;
+
+    /* positions */
+    lm_rope_style rope_style;
+    int32_t n_rot;           /* rotated dims per head */
+    float rope_base;         /* global (or only) layers */
+    float rope_base_swa;     /* sliding-window layers */
+    float rope_freq_scale;   /* 1 / linear scaling factor */
+
+    /* attention */
+    float attn_scale;        /* multiplies q·k */
+    int32_t sliding_window;  /* tokens; 0 = no sliding-window layers */
+    int32_t swa_period;      /* layer l is sliding iff swa_period > 0 && (l+1) % swa_period != 0 */
+    float attn_softcap;      /* 0 = none */
+    float final_softcap;     /* on the logits; 0 = none */
+
+    /* switches */
+    lm_act act;
+    int norm_add_one;        /* norms compute x * (1 + w) (HF Gemma weights) */
+    float embd_scale;        /* embeddings are multiplied by this (1, or sqrt(n_embd)) */
+    int has_qk_norm;
+    int has_qkv_bias;
+    int has_post_norms;      /* norms after attention and FFN blocks (Gemma 2/3) */
+} lm_hparams;
+
+typedef struct lm_layer {
+    lm_weight attn_norm;        /* (n_embd) */
+    lm_weight wq;               /* (n_head*head_dim, n_embd) */
+    lm_weight wk, wv;           /* (n_head_kv*head_dim, n_embd) */
+    lm_weight bq, bk, bv;       /* biases, optional */
+    lm_weight q_norm, k_norm;   /* (head_dim), optional */
+    lm_weight wo;               /* (n_embd, n_head*head_dim) */
+    lm_weight post_attn_norm;   /* (n_embd), optional */
+    lm_weight ffn_norm;         /* (n_embd) */
+    lm_weight w_gate, w_up;     /* (n_ff, n_embd) */
+    lm_weight w_down;           /* (n_embd, n_ff) */
+    lm_weight post_ffn_norm;    /* (n_embd), optional */
+    int is_swa;                 /* sliding-window layer */
+} lm_layer;
+
+typedef struct lm_arch_model {
+    lm_hparams hp;
+    lm_weight tok_embd;         /* (n_vocab, n_embd) */
+    lm_weight out_norm;         /* (n_embd) */
+    lm_weight output;           /* (n_vocab, n_embd); = tok_embd when tied */
+    lm_layer *layers;           /* (n_layer) */
+    /* norm weights with +1 folded in (norm_add_one models), owned: one block per model */
+    float *owned;
+} lm_arch_model;
+
+struct lm_gguf;
+
+/* Binds hyperparameters and weights of a GGUF model. Everything is validated (shapes against
+ * hyperparameters, types the backend can run, ranges of every number); an unknown
+ * architecture is LM_ERR_UNSUPPORTED. */
+lm_status lm_arch_from_gguf(const struct lm_gguf *g, lm_arch_model *m, lm_err *err);
+void lm_arch_free(lm_arch_model *m);
+
+/* Per-forward working buffers, allocated from the backend for up to n_batch tokens. */
+typedef struct lm_forward_bufs {
+    int64_t n_batch;
+    float *x;      /* (n_batch, n_embd) residual stream */
+    float *h;      /* (n_batch, n_embd) normed input / block output */
+    float *q;      /* (n_batch, n_head*head_dim) */
+    float *k, *v;  /* (n_batch, n_head_kv*head_dim) */
+    float *att;    /* (n_batch, n_head*head_dim) */
+    float *gate;   /* (n_batch, n_ff) */
+    float *up;     /* (n_batch, n_ff) */
+    float *logits; /* (1, n_vocab): the last token's */
+} lm_forward_bufs;
+
+lm_status lm_forward_bufs_init(lm_backend *be, const lm_hparams *hp, int64_t n_batch,
+                               lm_forward_bufs *b, lm_err *err);
+void lm_forward_bufs_free(lm_backend *be, lm_forward_bufs *b);
+
+/* Runs tokens[0..n) at positions seq->n_tokens.. through the model, writes their K/V into the
+ * pool (pages must be reserved for seq->n_tokens + n), advances seq->n_tokens, and leaves the
+ * last token's logits in b->logits (a backend buffer) when want_logits. n <= b->n_batch. */
+lm_status lm_forward(lm_backend *be, const lm_arch_model *m, lm_kv_pool *pool, lm_kv_seq *seq,
+                     const int32_t *tokens, int64_t n, int want_logits, lm_forward_bufs *b,
+                     lm_err *err);
+
+#endif

@@ -1,0 +1,321 @@
+/*
+ * model.c — binds a GGUF file's metadata and tensors to an lm_arch_model (arch.h).
+ *
+ * GGUF naming (llama.cpp's convention, which every GGUF writer follows):
+ *   metadata  "<arch>.block_count", ".embedding_length", ".feed_forward_length",
+ *             ".attention.head_count", ".attention.head_count_kv", ".attention.key_length",
+ *             ".attention.layer_norm_rms_epsilon", ".rope.freq_base", ".rope.dimension_count",
+ *             ".rope.scaling.type"/".factor", ".attention.sliding_window", ".context_length",
+ *             ".attn_logit_softcapping", ".final_logit_softcapping"
+ *   tensors   token_embd, output_norm, output (absent = tied to token_embd),
+ *             blk.N.{attn_norm, attn_q, attn_k, attn_v, attn_output, attn_q_norm, attn_k_norm,
+ *             post_attention_norm, ffn_norm, ffn_gate, ffn_up, ffn_down, post_ffw_norm}.weight,
+ *             blk.N.attn_{q,k,v}.bias
+ * Everything read here is validated before use: the file is outside input.
+ */
+#include "model/arch.h"
+
+#include "core/alloc.h"
+#include "format/gguf.h"
+#include "tensor/quant.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+typedef struct binder {
+    const lm_gguf *g;
+    const char *arch;  /* metadata key prefix */
+    lm_err *err;
+} binder;
+
+/* Reads "<arch>.<key>" as u32 into *out; absent keys keep *out when !required. */
+static lm_status meta_u32(binder *b, const char *key, int required, int32_t *out) {
+    char full[160];
+    snprintf(full, sizeof full, "%s.%s", b->arch, key);
+    if (lm_gguf_find(b->g, full) < 0) {
+        if (!required) return LM_OK;
+        return lm_err_set(b->err, LM_ERR_FORMAT, "model: missing metadata '%s'", full);
+    }
+    uint32_t v;
+    lm_status s = lm_gguf_get_u32(b->g, full, &v, b->err);
+    if (s != LM_OK) return s;
+    if (v > INT32_MAX) return lm_err_set(b->err, LM_ERR_FORMAT, "model: %s = %u too big", full, v);
+    *out = (int32_t)v;
+    return LM_OK;
+}
+
+static lm_status meta_f32(binder *b, const char *key, int required, float *out) {
+    char full[160];
+    snprintf(full, sizeof full, "%s.%s", b->arch, key);
+    if (lm_gguf_find(b->g, full) < 0) {
+        if (!required) return LM_OK;
+        return lm_err_set(b->err, LM_ERR_FORMAT, "model: missing metadata '%s'", full);
+    }
+    float v;
+    lm_status s = lm_gguf_get_f32(b->g, full, &v, b->err);
+    if (s != LM_OK) return s;
+    if (!isfinite(v)) return lm_err_set(b->err, LM_ERR_FORMAT, "model: %s is not finite", full);
+    *out = v;
+    return LM_OK;
+}
+
+/* Binds tensor NAME with expected shape (cols, rows) (rows 1 for a vector). A missing optional
+ * tensor leaves w->data NULL. Norm vectors and biases must be f32; matrices any type that can
+ * be dequantized (the matmul reports the ones it cannot multiply). */
+static lm_status bind(binder *b, const char *name, int64_t cols, int64_t rows, int required,
+                      lm_weight *w) {
+    memset(w, 0, sizeof *w);
+    int64_t idx = lm_gguf_find_tensor(b->g, name);
+    if (idx < 0) {
+        if (!required) return LM_OK;
+        return lm_err_set(b->err, LM_ERR_FORMAT, "model: missing tensor '%s'", name);
+    }
+    const lm_tensor_info *t = lm_gguf_tensor(b->g, (uint64_t)idx);
+    if (!t) return lm_err_set(b->err, LM_ERR_INTERNAL, "model: tensor '%s' vanished", name);
+    const uint64_t want_rows = (uint64_t)rows;
+    if (t->ne[0] != (uint64_t)cols || t->ne[1] != want_rows || t->ne[2] != 1 || t->ne[3] != 1)
+        return lm_err_set(b->err, LM_ERR_FORMAT,
+                          "model: tensor '%s' has shape [%llu, %llu, %llu, %llu], expected "
+                          "[%lld, %lld]", name, (unsigned long long)t->ne[0],
+                          (unsigned long long)t->ne[1], (unsigned long long)t->ne[2],
+                          (unsigned long long)t->ne[3], (long long)cols, (long long)rows);
+    if (rows == 1 && t->dtype != LM_DTYPE_F32)
+        return lm_err_set(b->err, LM_ERR_UNSUPPORTED, "model: vector '%s' is %s, expected f32",
+                          name, lm_dtype_name(t->dtype));
+    if (!lm_can_dequant(t->dtype))
+        return lm_err_set(b->err, LM_ERR_UNSUPPORTED, "model: tensor '%s' has type %s",
+                          name, lm_dtype_name(t->dtype));
+    if (t->nbytes != lm_dtype_row_size(t->dtype, t->ne[0]) * want_rows || !t->data)
+        return lm_err_set(b->err, LM_ERR_FORMAT, "model: tensor '%s' size mismatch", name);
+    w->dtype = t->dtype;
+    w->data = t->data;
+    w->rows = rows;
+    w->cols = cols;
+    return LM_OK;
+}
+
+static lm_status blk(binder *b, int il, const char *role, const char *suffix, int64_t cols,
+                     int64_t rows, int required, lm_weight *w) {
+    char name[128];
+    snprintf(name, sizeof name, "blk.%d.%s.%s", il, role, suffix);
+    return bind(b, name, cols, rows, required, w);
+}
+
+/* Family switches; the numbers come from the file in read_hparams. */
+static lm_status arch_defaults(const char *name, size_t len, lm_hparams *hp, lm_err *err) {
+    memset(hp, 0, sizeof *hp);
+    hp->rope_freq_scale = 1.0f;
+    hp->embd_scale = 1.0f;
+    hp->act = LM_ACT_SILU;
+    hp->rope_style = LM_ROPE_NORM;
+    hp->rope_base = 10000.0f;
+    hp->norm_eps = 1e-5f;
+#define IS(s) (len == strlen(s) && !memcmp(name, s, len))
+    if (IS("llama")) {
+        hp->arch = LM_ARCH_LLAMA;
+    } else if (IS("qwen2")) {
+        hp->arch = LM_ARCH_QWEN2;
+        hp->rope_style = LM_ROPE_NEOX;
+        hp->has_qkv_bias = 1;
+    } else if (IS("qwen3")) {
+        hp->arch = LM_ARCH_QWEN3;
+        hp->rope_style = LM_ROPE_NEOX;
+        hp->has_qk_norm = 1;
+    } else if (IS("gemma3")) {
+        hp->arch = LM_ARCH_GEMMA3;
+        hp->rope_style = LM_ROPE_NEOX;
+        hp->has_qk_norm = 1;
+        hp->has_post_norms = 1;
+        hp->act = LM_ACT_GELU_TANH;
+        hp->swa_period = 6;
+        hp->rope_base_swa = 10000.0f;
+        hp->norm_eps = 1e-6f;
+    } else {
+        return lm_err_set(err, LM_ERR_UNSUPPORTED, "model: architecture '%.*s' not supported",
+                          (int)(len > 64 ? 64 : len), name);
+    }
+#undef IS
+    return LM_OK;
+}
+
+static lm_status read_hparams(binder *b, lm_hparams *hp) {
+    lm_status s;
+    if ((s = meta_u32(b, "block_count", 1, &hp->n_layer)) ||
+        (s = meta_u32(b, "embedding_length", 1, &hp->n_embd)) ||
+        (s = meta_u32(b, "feed_forward_length", 1, &hp->n_ff)) ||
+        (s = meta_u32(b, "attention.head_count", 1, &hp->n_head)))
+        return s;
+    hp->n_head_kv = hp->n_head;
+    hp->n_ctx_train = 2048;
+    if ((s = meta_u32(b, "attention.head_count_kv", 0, &hp->n_head_kv)) ||
+        (s = meta_u32(b, "context_length", 0, &hp->n_ctx_train)) ||
+        (s = meta_f32(b, "attention.layer_norm_rms_epsilon", 0, &hp->norm_eps)) ||
+        (s = meta_f32(b, "rope.freq_base", 0, &hp->rope_base)) ||
+        (s = meta_f32(b, "attn_logit_softcapping", 0, &hp->attn_softcap)) ||
+        (s = meta_f32(b, "final_logit_softcapping", 0, &hp->final_softcap)))
+        return s;
+    if (hp->n_layer <= 0 || hp->n_layer > LM_MAX_LAYERS || hp->n_embd <= 0 ||
+        hp->n_embd > 65536 || hp->n_head <= 0 || hp->n_head > 1024 || hp->n_head_kv <= 0 ||
+        hp->n_head % hp->n_head_kv != 0 || hp->n_ff <= 0 || hp->n_ff > 1 << 20 ||
+        hp->n_ctx_train <= 0)
+        return lm_err_set(b->err, LM_ERR_FORMAT,
+                          "model: bad hyperparameters (layers %d, embd %d, heads %d/%d, ff %d, "
+                          "ctx %d)", hp->n_layer, hp->n_embd, hp->n_head, hp->n_head_kv,
+                          hp->n_ff, hp->n_ctx_train);
+    hp->head_dim = hp->n_embd % hp->n_head == 0 ? hp->n_embd / hp->n_head : 0;
+    int32_t vlen = -1;
+    if ((s = meta_u32(b, "attention.key_length", 0, &hp->head_dim)) ||
+        (s = meta_u32(b, "attention.value_length", 0, &vlen)))
+        return s;
+    if (hp->head_dim <= 0 || hp->head_dim > 1024 || hp->head_dim % 2 != 0 ||
+        (vlen >= 0 && vlen != hp->head_dim))
+        return lm_err_set(b->err, LM_ERR_UNSUPPORTED, "model: head size %d (value %d)",
+                          hp->head_dim, vlen);
+    hp->n_rot = hp->head_dim;
+    if ((s = meta_u32(b, "rope.dimension_count", 0, &hp->n_rot))) return s;
+    if (hp->n_rot <= 0 || hp->n_rot > hp->head_dim || hp->n_rot % 2 != 0)
+        return lm_err_set(b->err, LM_ERR_FORMAT, "model: rope.dimension_count %d", hp->n_rot);
+    if (!(hp->norm_eps > 0.0f && hp->norm_eps < 1.0f) || !(hp->rope_base > 1.0f) ||
+        hp->attn_softcap < 0.0f || hp->final_softcap < 0.0f)
+        return lm_err_set(b->err, LM_ERR_FORMAT, "model: bad eps %g / rope base %g / softcap",
+                          (double)hp->norm_eps, (double)hp->rope_base);
+
+    /* linear RoPE scaling; other kinds (YaRN, llama3 rope_freqs) are not done yet */
+    char key[160];
+    snprintf(key, sizeof key, "%s.rope.scaling.type", b->arch);
+    if (lm_gguf_find(b->g, key) >= 0) {
+        const char *ty;
+        size_t tl;
+        if ((s = lm_gguf_get_str(b->g, key, &ty, &tl, b->err))) return s;
+        float factor = 1.0f;
+        if ((s = meta_f32(b, "rope.scaling.factor", 0, &factor))) return s;
+        if (tl == 6 && !memcmp(ty, "linear", 6)) {
+            if (!(factor >= 1.0f && factor <= 1024.0f))
+                return lm_err_set(b->err, LM_ERR_FORMAT, "model: rope scaling factor %g",
+                                  (double)factor);
+            hp->rope_freq_scale = 1.0f / factor;
+        } else if (!(tl == 4 && !memcmp(ty, "none", 4))) {
+            return lm_err_set(b->err, LM_ERR_UNSUPPORTED, "model: rope scaling '%.*s'",
+                              (int)(tl > 32 ? 32 : tl), ty);
+        }
+    }
+    if (lm_gguf_find_tensor(b->g, "rope_freqs.weight") >= 0)
+        return lm_err_set(b->err, LM_ERR_UNSUPPORTED, "model: rope_freqs (llama3 scaling)");
+
+    hp->attn_scale = 1.0f / sqrtf((float)hp->head_dim);
+    if (hp->arch == LM_ARCH_GEMMA3) {
+        hp->embd_scale = sqrtf((float)hp->n_embd);
+        if ((s = meta_u32(b, "attention.sliding_window", 1, &hp->sliding_window))) return s;
+        if ((s = meta_u32(b, "attention.sliding_window_pattern", 0, &hp->swa_period))) return s;
+        if (hp->sliding_window <= 0 || hp->swa_period <= 0)
+            return lm_err_set(b->err, LM_ERR_FORMAT, "model: sliding window %d, period %d",
+                              hp->sliding_window, hp->swa_period);
+    }
+    return LM_OK;
+}
+
+/* For norm_add_one models: copies each norm vector with +1 folded in (one block). */
+static lm_status fold_norms(lm_arch_model *m, lm_err *err) {
+    const lm_hparams *hp = &m->hp;
+    lm_weight *list[6];
+    size_t total = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        float *dst = m->owned;
+        for (int il = -1; il < hp->n_layer; il++) {
+            int n = 0;
+            if (il < 0) {
+                list[n++] = &m->out_norm;
+            } else {
+                lm_layer *L = &m->layers[il];
+                lm_weight *all[6] = {&L->attn_norm, &L->ffn_norm, &L->post_attn_norm,
+                                     &L->post_ffn_norm, &L->q_norm, &L->k_norm};
+                for (int j = 0; j < 6; j++)
+                    if (all[j]->data) list[n++] = all[j];
+            }
+            for (int j = 0; j < n; j++) {
+                if (pass == 0) {
+                    total += (size_t)list[j]->cols;
+                    continue;
+                }
+                const float *src = list[j]->data;
+                for (int64_t c = 0; c < list[j]->cols; c++) dst[c] = src[c] + 1.0f;
+                list[j]->data = dst;
+                dst += list[j]->cols;
+            }
+        }
+        if (pass == 0) {
+            m->owned = lm_calloc(total, sizeof(float));
+            if (!m->owned) return lm_err_set(err, LM_ERR_NOMEM, "model: norm weights");
+        }
+    }
+    return LM_OK;
+}
+
+lm_status lm_arch_from_gguf(const lm_gguf *g, lm_arch_model *m, lm_err *err) {
+    memset(m, 0, sizeof *m);
+    const char *an;
+    size_t al;
+    lm_status s = lm_gguf_get_str(g, "general.architecture", &an, &al, err);
+    if (s != LM_OK) return s;
+    lm_hparams *hp = &m->hp;
+    if ((s = arch_defaults(an, al, hp, err))) return s;
+    char arch[32];
+    snprintf(arch, sizeof arch, "%.*s", (int)al, an);
+    binder b = {g, arch, err};
+    if ((s = read_hparams(&b, hp))) return s;
+
+    const int64_t E = hp->n_embd, D = hp->head_dim;
+    const int64_t QD = (int64_t)hp->n_head * D, KD = (int64_t)hp->n_head_kv * D;
+    int64_t idx = lm_gguf_find_tensor(g, "token_embd.weight");
+    const lm_tensor_info *te = idx >= 0 ? lm_gguf_tensor(g, (uint64_t)idx) : NULL;
+    if (!te || te->ne[1] == 0 || te->ne[1] > INT32_MAX)
+        return lm_err_set(err, LM_ERR_FORMAT, "model: token_embd.weight missing or empty");
+    hp->n_vocab = (int32_t)te->ne[1];
+    if ((s = bind(&b, "token_embd.weight", E, hp->n_vocab, 1, &m->tok_embd)) ||
+        (s = bind(&b, "output_norm.weight", E, 1, 1, &m->out_norm)) ||
+        (s = bind(&b, "output.weight", E, hp->n_vocab, 0, &m->output)))
+        goto fail;
+    if (!m->output.data) m->output = m->tok_embd; /* tied */
+
+    m->layers = lm_calloc((size_t)hp->n_layer, sizeof *m->layers);
+    if (!m->layers) {
+        s = lm_err_set(err, LM_ERR_NOMEM, "model: layers");
+        goto fail;
+    }
+    for (int il = 0; il < hp->n_layer; il++) {
+        lm_layer *L = &m->layers[il];
+        const int qkn = hp->has_qk_norm, bias = hp->has_qkv_bias, post = hp->has_post_norms;
+        if ((s = blk(&b, il, "attn_norm", "weight", E, 1, 1, &L->attn_norm)) ||
+            (s = blk(&b, il, "attn_q", "weight", E, QD, 1, &L->wq)) ||
+            (s = blk(&b, il, "attn_k", "weight", E, KD, 1, &L->wk)) ||
+            (s = blk(&b, il, "attn_v", "weight", E, KD, 1, &L->wv)) ||
+            (s = blk(&b, il, "attn_output", "weight", QD, E, 1, &L->wo)) ||
+            (s = blk(&b, il, "attn_q", "bias", QD, 1, bias, &L->bq)) ||
+            (s = blk(&b, il, "attn_k", "bias", KD, 1, bias, &L->bk)) ||
+            (s = blk(&b, il, "attn_v", "bias", KD, 1, bias, &L->bv)) ||
+            (s = blk(&b, il, "attn_q_norm", "weight", D, 1, qkn, &L->q_norm)) ||
+            (s = blk(&b, il, "attn_k_norm", "weight", D, 1, qkn, &L->k_norm)) ||
+            (s = blk(&b, il, "post_attention_norm", "weight", E, 1, post, &L->post_attn_norm)) ||
+            (s = blk(&b, il, "ffn_norm", "weight", E, 1, 1, &L->ffn_norm)) ||
+            (s = blk(&b, il, "ffn_gate", "weight", E, hp->n_ff, 1, &L->w_gate)) ||
+            (s = blk(&b, il, "ffn_up", "weight", E, hp->n_ff, 1, &L->w_up)) ||
+            (s = blk(&b, il, "ffn_down", "weight", hp->n_ff, E, 1, &L->w_down)) ||
+            (s = blk(&b, il, "post_ffw_norm", "weight", E, 1, post, &L->post_ffn_norm)))
+            goto fail;
+        L->is_swa = hp->sliding_window > 0 && hp->swa_period > 0 &&
+                    (il + 1) % hp->swa_period != 0;
+    }
+    if (hp->norm_add_one && (s = fold_norms(m, err))) goto fail;
+    return LM_OK;
+fail:
+    lm_arch_free(m);
+    return s;
+}
+
+void lm_arch_free(lm_arch_model *m) {
+    if (!m) return;
+    lm_free(m->layers);
+    lm_free(m->owned);
+    memset(m, 0, sizeof *m);
+}
