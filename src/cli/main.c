@@ -6,6 +6,9 @@
 
 int cmd_inspect(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
 int cmd_template(int argc, char **argv);
@@ -17,6 +20,11 @@ static void usage(FILE *f) {
             "commands:\n"
             "  inspect MODEL [--json]   describe a .gguf file or a Hugging Face model directory\n"
             "  run -m MODEL -p PROMPT   generate a continuation (see lemma run --help)\n"
+            "  chat -m MODEL            interactive multi-turn chat (see lemma chat --help)\n"
+            "  bench -m MODEL [-p 512] [-n 128] [-t T] [-r REPS] [--json]\n"
+            "                           prefill and decode tokens/s, like llama-bench\n"
+            "  perplexity -m MODEL -f TEXTFILE [-c CTX]\n"
+            "                           perplexity of the model on a text (llama.cpp's method)\n"
             "  tokenize -m MODEL [--json] [--bos] [--special] (--file F | TEXT)\n"
             "                           print the token ids of a text\n"
             "  detokenize -m MODEL [--special] ID...\n"
@@ -36,6 +44,9 @@ int main(int argc, char **argv) {
     const char *cmd = argv[1];
     if (!strcmp(cmd, "inspect")) return cmd_inspect(argc - 1, argv + 1);
     if (!strcmp(cmd, "run")) return cmd_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "chat")) return cmd_chat(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "perplexity")) return cmd_perplexity(argc - 1, argv + 1);
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "detokenize")) return cmd_detokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "template")) return cmd_template(argc - 1, argv + 1);

@@ -10,6 +10,9 @@
  * 2 bad usage or invalid input (options, sampling parameters, a prompt beyond the context).
  * Uses only include/lemma.h.
  */
+#include "cli_util.h"
+
+#include <float.h>
 #include "lemma.h"
 
 #include <errno.h>
@@ -33,31 +36,6 @@ static void run_usage(FILE *f) {
             "  -t THREADS           compute threads (default: all CPUs)\n"
             "  --chat               wrap the prompt as a user message in the chat template\n"
             "  --metrics            print a JSON line of metrics to stderr at the end\n");
-}
-
-static int parse_long(const char *opt, const char *s, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long v = s ? strtol(s, &end, 10) : 0;
-    if (!s || errno || end == s || *end || v < lo || v > hi) {
-        fprintf(stderr, "lemma run: %s expects an integer in [%ld, %ld], got '%s'\n", opt, lo, hi,
-                s ? s : "");
-        return 0;
-    }
-    *out = v;
-    return 1;
-}
-
-static int parse_float(const char *opt, const char *s, float *out) {
-    char *end;
-    errno = 0;
-    float v = s ? strtof(s, &end) : 0.0f;
-    if (!s || errno || end == s || *end) {
-        fprintf(stderr, "lemma run: %s expects a number, got '%s'\n", opt, s ? s : "");
-        return 0;
-    }
-    *out = v;
-    return 1;
 }
 
 static int print_token(void *user, int32_t token, const char *text, size_t len) {
@@ -85,34 +63,34 @@ int cmd_run(int argc, char **argv) {
         } else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
             prompt = next, i++;
         } else if (!strcmp(a, "-n")) {
-            if (!parse_long(a, next, 1, 1 << 24, &v)) return 2;
+            if (!cli_parse_long("run", a, next, 1, 1 << 24, &v)) return 2;
             gp.max_tokens = (int32_t)v, i++;
         } else if (!strcmp(a, "-c")) {
-            if (!parse_long(a, next, 1, 1 << 24, &v)) return 2;
+            if (!cli_parse_long("run", a, next, 1, 1 << 24, &v)) return 2;
             sp.n_ctx = (int32_t)v, i++;
         } else if (!strcmp(a, "-b")) {
-            if (!parse_long(a, next, 1, 65536, &v)) return 2;
+            if (!cli_parse_long("run", a, next, 1, 65536, &v)) return 2;
             sp.n_batch = (int32_t)v, i++;
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            if (!parse_long(a, next, 1, 1024, &v)) return 2;
+            if (!cli_parse_long("run", a, next, 1, 1024, &v)) return 2;
             mp.n_threads = (int32_t)v, i++;
         } else if (!strcmp(a, "--seed")) {
-            if (!parse_long(a, next, 0, 0x7fffffffL, &v)) return 2;
+            if (!cli_parse_long("run", a, next, 0, 0x7fffffffL, &v)) return 2;
             gp.sampling.seed = (uint64_t)v, seed_set = 1, i++;
         } else if (!strcmp(a, "--top-k")) {
-            if (!parse_long(a, next, 0, 1 << 24, &v)) return 2;
+            if (!cli_parse_long("run", a, next, 0, 1 << 24, &v)) return 2;
             gp.sampling.top_k = (int32_t)v, i++;
         } else if (!strcmp(a, "--temp")) {
-            if (!parse_float(a, next, &gp.sampling.temperature)) return 2;
+            if (!cli_parse_float("run", a, next, -FLT_MAX, FLT_MAX, 0, 0, &gp.sampling.temperature)) return 2;
             i++;
         } else if (!strcmp(a, "--top-p")) {
-            if (!parse_float(a, next, &gp.sampling.top_p)) return 2;
+            if (!cli_parse_float("run", a, next, -FLT_MAX, FLT_MAX, 0, 0, &gp.sampling.top_p)) return 2;
             i++;
         } else if (!strcmp(a, "--min-p")) {
-            if (!parse_float(a, next, &gp.sampling.min_p)) return 2;
+            if (!cli_parse_float("run", a, next, -FLT_MAX, FLT_MAX, 0, 0, &gp.sampling.min_p)) return 2;
             i++;
         } else if (!strcmp(a, "--repeat-penalty")) {
-            if (!parse_float(a, next, &gp.sampling.repeat_penalty)) return 2;
+            if (!cli_parse_float("run", a, next, -FLT_MAX, FLT_MAX, 0, 0, &gp.sampling.repeat_penalty)) return 2;
             i++;
         } else if (!strcmp(a, "--chat")) {
             chat = 1;

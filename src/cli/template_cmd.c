@@ -7,6 +7,7 @@
  * reads stdin. The prompt is printed exactly as rendered (no newline added).
  * Exit status: 0 ok, 1 failure (model, files, template errors), 2 usage.
  */
+#include "cli_util.h"
 #include "lemma.h"
 
 #include <errno.h>
@@ -15,41 +16,6 @@
 #include <string.h>
 
 #define MAX_JSON_BYTES ((size_t)64 << 20)
-
-/* Reads a whole text file ("-" = stdin) as a NUL-terminated string. */
-static char *read_text(const char *path) {
-    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-    if (!f) {
-        fprintf(stderr, "lemma template: %s: %s\n", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        if (n + 1 >= cap) {
-            char *nb = cap < MAX_JSON_BYTES ? realloc(buf, cap * 2) : NULL;
-            if (!nb) {
-                fprintf(stderr, "lemma template: %s: too large or out of memory\n", path);
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        size_t r = fread(buf + n, 1, cap - 1 - n, f);
-        n += r;
-        if (r == 0) break;
-    }
-    if (buf && ferror(f)) {
-        fprintf(stderr, "lemma template: %s: read error\n", path);
-        free(buf);
-        buf = NULL;
-    }
-    if (f != stdin) fclose(f);
-    if (buf) buf[n] = '\0';
-    return buf;
-}
 
 static void usage(FILE *f) {
     fprintf(f, "usage: lemma template -m MODEL --messages FILE.json [--add-generation-prompt] "
@@ -86,9 +52,9 @@ int cmd_template(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    char *msg_text = read_text(messages), *tools_text = NULL;
+    char *msg_text = cli_read_file("template", messages, MAX_JSON_BYTES, NULL), *tools_text = NULL;
     if (!msg_text) return 1;
-    if (tools && !(tools_text = read_text(tools))) {
+    if (tools && !(tools_text = cli_read_file("template", tools, MAX_JSON_BYTES, NULL))) {
         free(msg_text);
         return 1;
     }

@@ -12,6 +12,7 @@
  *       one JSON array ("[1,2,3]") or comma-separated. --special renders special tokens.
  * Exit status: 0 ok, 1 failure (model, ids), 2 usage.
  */
+#include "cli_util.h"
 #include "lemma.h"
 
 #include <errno.h>
@@ -20,52 +21,6 @@
 #include <string.h>
 
 #define MAX_INPUT_BYTES ((size_t)1 << 30)
-
-/* Reads all of F ("-" = stdin) into a heap buffer. */
-static int read_input(const char *path, char **out, size_t *len) {
-    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-    if (!f) {
-        fprintf(stderr, "lemma tokenize: %s: %s\n", path, strerror(errno));
-        return 1;
-    }
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        if (n == cap) {
-            if (cap >= MAX_INPUT_BYTES) {
-                fprintf(stderr, "lemma tokenize: %s: larger than %zu bytes\n", path,
-                        MAX_INPUT_BYTES);
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        size_t r = fread(buf + n, 1, cap - n, f);
-        n += r;
-        if (r == 0) break;
-    }
-    int bad = !buf || ferror(f);
-    if (f != stdin) fclose(f);
-    if (bad) {
-        if (buf)
-            fprintf(stderr, "lemma tokenize: %s: read error\n", path);
-        else
-            fprintf(stderr, "lemma tokenize: %s: out of memory\n", path);
-        free(buf);
-        return 1;
-    }
-    *out = buf;
-    *len = n;
-    return 0;
-}
 
 static void tokenize_usage(FILE *f) {
     fprintf(f, "usage: lemma tokenize -m MODEL [--json] [--bos] [--special] (--file F | TEXT)\n");
@@ -109,7 +64,7 @@ int cmd_tokenize(int argc, char **argv) {
     char *buf = NULL;
     size_t len = 0;
     if (file) {
-        if (read_input(file, &buf, &len)) return 1;
+        if (!(buf = cli_read_file("tokenize", file, MAX_INPUT_BYTES, &len))) return 1;
     } else {
         len = strlen(text);
     }
