@@ -80,7 +80,8 @@ typedef struct lm_model_params {
 } lm_model_params;
 lm_model_params lm_model_default_params(void);
 
-/* Loads a .gguf model (weights stay mapped from the file) and its tokenizer. */
+/* Loads a model: a .gguf file, or a Hugging Face directory (config.json + safetensors, F32/F16/
+ * BF16 or MLX affine packs, with tokenizer.json); weights stay mapped from the files. */
 lm_status lm_model_load(const char *path, const lm_model_params *params, lm_model **out,
                         char *err, size_t err_len);
 void lm_model_free(lm_model *m);

@@ -97,6 +97,13 @@ static void test_json(void) {
     lm_err_clear(&e);
     T_CHECK(lm_json_parse("{\"a\":\0}", 7, 8, "t", &j, &e) == LM_ERR_FORMAT, "NUL accepted");
     lm_err_clear(&e);
+    const char *big = "{\"model_max_length\": 1000000000000000019884624838656, \"n\": 3}";
+    T_REQUIRE(lm_json_parse(big, strlen(big), 8, "t", &j, &e) == LM_OK, "big int: %s", e.msg);
+    T_CHECK(json_is_real(json_object_get(j, "model_max_length")) &&
+                json_number_value(json_object_get(j, "n")) == 3.0,
+            "big integers read as reals");
+    json_decref(j);
+    lm_err_clear(&e);
     T_CHECK(lm_json_parse("{\"a\":", 5, 8, "t", &j, &e) == LM_ERR_FORMAT &&
                 strstr(e.msg, "line"), "truncated: %s", e.msg);
 }

@@ -1,21 +1,32 @@
 /* test_fidelity.c — lemma's logits against the reference implementation (Hugging Face
  * transformers) on the tiny random-weight fixtures of tests/data/fidelity (see its README):
  * Llama, Qwen2, Qwen3 and Gemma 3 (sliding window 8 < 24 tokens), from GGUF in f32, f16 and
- * q8_0, through the decode path (one token at a time: every position's logits) and the prefill
- * path (whole sequence, and in chunks of 5).
+ * q8_0 and from the Hugging Face directory itself (config.json + model.safetensors, f32: the
+ * HF binding, model/bind_hf.c), through the decode path (one token at a time: every
+ * position's logits) and the prefill path (whole sequence, and in chunks of 5).
  *
  * Tolerances, relative to the range (max - min) of the reference logits of the position:
- *   f32   1e-3, and the argmax equal at every position (the issue's criterion);
+ *   f32   1e-3, and the argmax equal at every position (the issue's criterion); the same for
+ *         the HF directory (f32 weights; the KV cache is f16 in both);
  *   f16   1e-2 (weights rounded to binary16);
  *   q8_0  6e-2 (weights and activations quantized to 8 bits);
  * for f16 and q8_0 the argmax must agree wherever the reference's top-2 margin exceeds twice
- * the tolerance (a closer pair is a tie that the rounding may flip). */
+ * the tolerance (a closer pair is a tie that the rounding may flip).
+ *
+ * MLX affine packs (test_hf_mlx): every matrix of a fixture is quantized here (3 and 4 bits,
+ * groups of 32, f32 scales/biases) into an mlx-lm style directory, next to a twin holding the
+ * same weights dequantized to f32; the pack must give the twin's logits (1e-3 of the range,
+ * argmax as for f16): the binding and lm_matmul_mlx against the float path. */
 #include "lemma.h"
+#include "format/hf.h"
 #include "test.h"
 
 #include <jansson.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define T_LEN 24
 
@@ -80,11 +91,16 @@ static int compare(const char *what, int pos, const float *got, const float *ref
 static void run_arch(const char *arch) {
     reference r = {0};
     T_REQUIRE(load_reference(arch, &r), "%s: cannot read the reference", arch);
-    const char *variants[] = {"f32", "f16", "q8_0"};
-    const double tols[] = {1e-3, 1e-2, 6e-2};
-    for (int v = 0; v < 3; v++) {
+    const char *variants[] = {"f32", "f16", "q8_0", "hf"};
+    const double tols[] = {1e-3, 1e-2, 6e-2, 1e-3};
+    for (int v = 0; v < 4; v++) {
         char path[512], err[512] = "", what[128];
-        snprintf(path, sizeof path, "tests/data/fidelity/%s/model-%s.gguf", arch, variants[v]);
+        const int strict = v == 0 || v == 3;
+        if (v == 3) /* the Hugging Face directory the GGUFs were converted from */
+            snprintf(path, sizeof path, "tests/data/fidelity/%s", arch);
+        else
+            snprintf(path, sizeof path, "tests/data/fidelity/%s/model-%s.gguf", arch,
+                     variants[v]);
         lm_model_params mp = lm_model_default_params();
         mp.n_threads = 2;
         lm_model *m = NULL;
@@ -108,7 +124,7 @@ static void run_arch(const char *arch) {
                           "logits");
                 snprintf(what, sizeof what, "%s/%s seq %d decode", arch, variants[v], s);
                 bad += !compare(what, t, lg, ref_seq + (size_t)t * r.n_vocab, r.n_vocab, tols[v],
-                                v == 0);
+                                strict);
             }
             lm_session_free(ses);
             /* prefill path: the whole sequence at once, then in chunks of 5 */
@@ -124,7 +140,7 @@ static void run_arch(const char *arch) {
                 snprintf(what, sizeof what, "%s/%s seq %d prefill%s", arch, variants[v], s,
                          chunk ? " (chunks of 5)" : "");
                 compare(what, T_LEN - 1, lg, ref_seq + (size_t)(T_LEN - 1) * r.n_vocab,
-                        r.n_vocab, tols[v], v == 0);
+                        r.n_vocab, tols[v], strict);
                 lm_session_free(ses);
             }
         }
@@ -140,10 +156,310 @@ static void test_qwen2(void) { run_arch("qwen2"); }
 static void test_qwen3(void) { run_arch("qwen3"); }
 static void test_gemma3(void) { run_arch("gemma3"); }
 
+/* ---- MLX affine packs, made here from the fixtures' f32 weights -------------------------- */
+
+typedef struct {
+    json_t *hdr;
+    unsigned char *data;
+    size_t len, cap;
+} st_writer;
+
+static int st_add(st_writer *w, const char *name, const char *dtype, uint64_t d0, uint64_t d1,
+                  int n_dims, const void *bytes, size_t nb) {
+    if (w->len + nb > w->cap) {
+        size_t cap = (w->len + nb) * 2;
+        unsigned char *p = realloc(w->data, cap);
+        if (!p) return 0;
+        w->data = p;
+        w->cap = cap;
+    }
+    memcpy(w->data + w->len, bytes, nb);
+    json_t *shape = n_dims == 1 ? json_pack("[I]", (json_int_t)d1)
+                                : json_pack("[I,I]", (json_int_t)d0, (json_int_t)d1);
+    json_object_set_new(w->hdr, name, json_pack("{s:s,s:o,s:[I,I]}", "dtype", dtype, "shape",
+                                                shape, "data_offsets", (json_int_t)w->len,
+                                                (json_int_t)(w->len + nb)));
+    w->len += nb;
+    return 1;
+}
+
+static int st_write(st_writer *w, const char *path) {
+    char *h = json_dumps(w->hdr, JSON_COMPACT);
+    if (!h) return 0;
+    size_t hl = strlen(h), pad = (8 - hl % 8) % 8;
+    uint64_t n = hl + pad;
+    unsigned char le[8];
+    for (int i = 0; i < 8; i++) le[i] = (unsigned char)(n >> (8 * i));
+    FILE *f = fopen(path, "wb");
+    int ok = f && fwrite(le, 1, 8, f) == 8 && fwrite(h, 1, hl, f) == hl &&
+             fwrite("        ", 1, pad, f) == pad && fwrite(w->data, 1, w->len, f) == w->len;
+    if (f && fclose(f) != 0) ok = 0;
+    free(h);
+    return ok;
+}
+
+/* Quantizes W (rows, cols) f32 in groups of gs: packed quants (LSB-first bit stream per row),
+ * f32 scales and biases, and the dequantized values in place. */
+static void mlx_quantize(float *w, int64_t rows, int64_t cols, int bits, int gs, uint8_t *packed,
+                         float *scales, float *biases) {
+    const int qmax = (1 << bits) - 1;
+    const size_t row_bytes = (size_t)cols * (size_t)bits / 8;
+    memset(packed, 0, (size_t)rows * row_bytes);
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t g = 0; g < cols / gs; g++) {
+            float *x = w + r * cols + g * gs;
+            float lo = x[0], hi = x[0];
+            for (int i = 1; i < gs; i++) {
+                lo = fminf(lo, x[i]);
+                hi = fmaxf(hi, x[i]);
+            }
+            float sc = hi > lo ? (hi - lo) / (float)qmax : 1e-4f;
+            scales[r * (cols / gs) + g] = sc;
+            biases[r * (cols / gs) + g] = lo;
+            for (int i = 0; i < gs; i++) {
+                long q = lroundf((x[i] - lo) / sc);
+                q = q < 0 ? 0 : q > qmax ? qmax : q;
+                uint64_t bit = (uint64_t)(g * gs + i) * (uint64_t)bits;
+                for (int k = 0; k < bits; k++, bit++)
+                    if (q >> k & 1) packed[r * (int64_t)row_bytes + (int64_t)(bit / 8)] |=
+                        (uint8_t)(1u << (bit % 8));
+                x[i] = sc * (float)q + lo;
+            }
+        }
+}
+
+/* Writes DIR/pack and DIR/twin from the fixture ARCH; returns 1 on success. */
+static int make_mlx_dirs(const char *arch, const char *dir, int bits, int gs) {
+    char p[600];
+    snprintf(p, sizeof p, "tests/data/fidelity/%s", arch);
+    lm_hf *hf = NULL;
+    lm_err e;
+    lm_err_clear(&e);
+    if (lm_hf_open(p, &hf, &e) != LM_OK) return 0;
+    st_writer pk = {json_object(), NULL, 0, 0}, tw = {json_object(), NULL, 0, 0};
+    int ok = 1;
+    for (uint32_t i = 0; ok && i < lm_hf_n_tensors(hf); i++) {
+        const lm_tensor_info *t = lm_hf_tensor(hf, i);
+        ok = t->dtype == LM_DTYPE_F32;
+        const int64_t cols = (int64_t)t->ne[0], rows = (int64_t)t->ne[1];
+        if (!ok) break;
+        if (t->n_dims != 2 || cols % gs != 0) {
+            ok = st_add(&pk, t->name, "F32", 0, (uint64_t)cols, 1, t->data, t->nbytes) &&
+                 st_add(&tw, t->name, "F32", 0, (uint64_t)cols, 1, t->data, t->nbytes);
+            continue;
+        }
+        float *w = malloc(t->nbytes), *sc = malloc((size_t)(rows * cols / gs) * 4),
+              *bi = malloc((size_t)(rows * cols / gs) * 4);
+        uint8_t *q = malloc((size_t)(rows * cols * bits / 8));
+        ok = w && sc && bi && q;
+        if (ok) {
+            memcpy(w, t->data, t->nbytes);
+            mlx_quantize(w, rows, cols, bits, gs, q, sc, bi);
+            char nm[256];
+            size_t base = strlen(t->name) - strlen(".weight");
+            ok = st_add(&pk, t->name, "U32", (uint64_t)rows, (uint64_t)(cols * bits / 32), 2, q,
+                        (size_t)(rows * cols * bits / 8));
+            snprintf(nm, sizeof nm, "%.*s.scales", (int)base, t->name);
+            ok = ok && st_add(&pk, nm, "F32", (uint64_t)rows, (uint64_t)(cols / gs), 2, sc,
+                              (size_t)(rows * cols / gs) * 4);
+            snprintf(nm, sizeof nm, "%.*s.biases", (int)base, t->name);
+            ok = ok && st_add(&pk, nm, "F32", (uint64_t)rows, (uint64_t)(cols / gs), 2, bi,
+                              (size_t)(rows * cols / gs) * 4);
+            ok = ok && st_add(&tw, t->name, "F32", (uint64_t)rows, (uint64_t)cols, 2, w,
+                              t->nbytes);
+        }
+        free(w);
+        free(sc);
+        free(bi);
+        free(q);
+    }
+    lm_hf_close(hf);
+    snprintf(p, sizeof p, "tests/data/fidelity/%s/config.json", arch);
+    json_t *cfg = json_load_file(p, 0, NULL);
+    ok = ok && cfg;
+    const char *sub[2] = {"pack", "twin"};
+    st_writer *ws[2] = {&pk, &tw};
+    for (int k = 0; ok && k < 2; k++) {
+        snprintf(p, sizeof p, "%s/%s", dir, sub[k]);
+        ok = mkdir(p, 0700) == 0;
+        if (k == 0)
+            json_object_set_new(cfg, "quantization", json_pack("{s:i,s:i}", "group_size", gs,
+                                                               "bits", bits));
+        else
+            json_object_del(cfg, "quantization");
+        snprintf(p, sizeof p, "%s/%s/config.json", dir, sub[k]);
+        ok = ok && json_dump_file(cfg, p, 0) == 0;
+        snprintf(p, sizeof p, "%s/%s/model.safetensors", dir, sub[k]);
+        ok = ok && st_write(ws[k], p);
+    }
+    json_decref(cfg);
+    for (int k = 0; k < 2; k++) {
+        json_decref(ws[k]->hdr);
+        free(ws[k]->data);
+    }
+    return ok;
+}
+
+/* Every position's logits (decode path) of sequence s: out (T_LEN, n_vocab). */
+static int decode_all(const char *dir, const reference *r, int s, float *out) {
+    char err[512] = "";
+    lm_model_params mp = lm_model_default_params();
+    mp.n_threads = 2;
+    lm_model *m = NULL;
+    lm_session *ses = NULL;
+    int ok = lm_model_load(dir, &mp, &m, err, sizeof err) == LM_OK &&
+             lm_session_new(m, NULL, &ses, err, sizeof err) == LM_OK;
+    T_CHECK(ok, "%s: %s", dir, err);
+    for (int t = 0; ok && t < T_LEN; t++) {
+        const float *lg;
+        size_t nv;
+        ok = lm_session_append_tokens(ses, &r->seq[s][t], 1) == LM_OK &&
+             lm_session_logits(ses, &lg, &nv) == LM_OK && (int)nv == r->n_vocab;
+        T_CHECK(ok, "%s: %s", dir, lm_session_error(ses));
+        if (ok) memcpy(out + (size_t)t * r->n_vocab, lg, (size_t)r->n_vocab * sizeof(float));
+    }
+    lm_session_free(ses);
+    lm_model_free(m);
+    return ok;
+}
+
+static void rm_mlx_dirs(const char *dir) {
+    const char *files[] = {"pack/config.json", "pack/model.safetensors", "twin/config.json",
+                           "twin/model.safetensors", "pack", "twin", ""};
+    char p[600];
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, files[i]);
+        if (unlink(p) != 0) rmdir(p);
+    }
+}
+
+static void test_hf_mlx(void) {
+    const char *archs[] = {"llama", "qwen2", "qwen3", "gemma3"};
+    const int bits[] = {4, 3};
+    for (int a = 0; a < 4; a++) {
+        reference r = {0};
+        T_REQUIRE(load_reference(archs[a], &r), "%s: reference", archs[a]);
+        float *pk = malloc((size_t)T_LEN * r.n_vocab * sizeof(float));
+        float *tw = malloc((size_t)T_LEN * r.n_vocab * sizeof(float));
+        T_REQUIRE(pk && tw, "memory");
+        for (int b = 0; b < 2; b++) {
+            char dir[] = "/tmp/lemma_mlx_XXXXXX", pdir[600], tdir[600], what[96];
+            T_REQUIRE(mkdtemp(dir) != NULL, "mkdtemp");
+            int ok = make_mlx_dirs(archs[a], dir, bits[b], 32);
+            T_CHECK(ok, "%s: writing the MLX fixture", archs[a]);
+            snprintf(pdir, sizeof pdir, "%s/pack", dir);
+            snprintf(tdir, sizeof tdir, "%s/twin", dir);
+            worst_rel = 0;
+            for (int s = 0; ok && s < r.n_seq; s++) {
+                if (!decode_all(pdir, &r, s, pk) || !decode_all(tdir, &r, s, tw)) break;
+                snprintf(what, sizeof what, "%s/mlx q%d seq %d", archs[a], bits[b], s);
+                for (int t = 0; t < T_LEN; t++)
+                    compare(what, t, pk + (size_t)t * r.n_vocab, tw + (size_t)t * r.n_vocab,
+                            r.n_vocab, 1e-3, 0);
+            }
+            printf("# %-7s mlx q%d worst max|diff| / logit range vs its f32 twin %.2e "
+                   "(tolerance 1e-03)\n", archs[a], bits[b], worst_rel);
+            rm_mlx_dirs(dir);
+        }
+        free(pk);
+        free(tw);
+        free(r.logits);
+    }
+}
+
+/* ---- HF directories with bad config.json: a clear error, never a crash ------------------- */
+
+static int copy_file(const char *from, const char *to) {
+    FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
+    int ok = a && b;
+    char buf[65536];
+    size_t n;
+    while (ok && (n = fread(buf, 1, sizeof buf, a)) > 0) ok = fwrite(buf, 1, n, b) == n;
+    if (a) fclose(a);
+    if (b && fclose(b) != 0) ok = 0;
+    return ok;
+}
+
+typedef struct {
+    const char *name;
+    const char *key;   /* top-level key to change; "rope_parameters.rope_type" for nested */
+    json_t *value;     /* new value (stolen); NULL = delete the key */
+    lm_status want;
+    const char *in_msg; /* must appear in the error */
+} bad_case;
+
+static void test_hf_bad_config(void) {
+    char dir[] = "/tmp/lemma_fid_XXXXXX";
+    T_REQUIRE(mkdtemp(dir) != NULL, "mkdtemp");
+    char cfgp[600], stp[600];
+    snprintf(cfgp, sizeof cfgp, "%s/config.json", dir);
+    snprintf(stp, sizeof stp, "%s/model.safetensors", dir);
+    T_REQUIRE(copy_file("tests/data/fidelity/llama/model.safetensors", stp), "copy weights");
+    bad_case cases[] = {
+        {"missing field", "hidden_size", NULL, LM_ERR_FORMAT, "hidden_size"},
+        {"wrong type", "num_hidden_layers", json_string("2"), LM_ERR_FORMAT,
+         "num_hidden_layers"},
+        {"unknown model_type", "model_type", json_string("mistral"), LM_ERR_UNSUPPORTED,
+         "model_type"},
+        {"model_type not a string", "model_type", json_integer(3), LM_ERR_FORMAT, "model_type"},
+        {"missing model_type", "model_type", NULL, LM_ERR_FORMAT, "model_type"},
+        {"unsupported rope", "rope_parameters.rope_type", json_string("llama3"),
+         LM_ERR_UNSUPPORTED, "rope_type"},
+        {"wrong vocab", "vocab_size", json_integer(321), LM_ERR_FORMAT, "321"},
+        {"bad heads", "num_key_value_heads", json_integer(3), LM_ERR_FORMAT,
+         "num_key_value_heads"},
+        {"negative eps", "rms_norm_eps", json_real(-1.0), LM_ERR_FORMAT, "rms_norm_eps"},
+        {"activation", "hidden_act", json_string("relu"), LM_ERR_UNSUPPORTED, "hidden_act"},
+        {"non-MLX quantization", "quantization_config", json_pack("{s:s,s:i}", "quant_method",
+         "gptq", "bits", 4), LM_ERR_UNSUPPORTED, "quant_method"},
+        {"MLX quantization, float weights", "quantization", json_pack("{s:i,s:i}",
+         "group_size", 64, "bits", 4), LM_OK, NULL},
+        {"MLX quantization, bad bits", "quantization", json_pack("{s:i,s:i}", "group_size", 64,
+         "bits", 7), LM_OK, NULL},
+        {"untied without lm_head", "tie_word_embeddings", json_false(), LM_OK, NULL},
+        {"shape", "intermediate_size", json_integer(96), LM_ERR_FORMAT, "mlp.gate_proj"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        bad_case *c = &cases[i];
+        json_t *j = json_load_file("tests/data/fidelity/llama/config.json", 0, NULL);
+        T_REQUIRE(j != NULL, "llama config");
+        if (!strcmp(c->key, "rope_parameters.rope_type"))
+            json_object_set_new(json_object_get(j, "rope_parameters"), "rope_type", c->value);
+        else if (c->value)
+            json_object_set_new(j, c->key, c->value);
+        else
+            json_object_del(j, c->key);
+        T_REQUIRE(json_dump_file(j, cfgp, 0) == 0, "write config");
+        json_decref(j);
+        char err[512] = "";
+        lm_model *m = NULL;
+        lm_status st = lm_model_load(dir, NULL, &m, err, sizeof err);
+        if (c->want == LM_OK) { /* float weights stay float; lm_head.weight is there */
+            T_CHECK(st == LM_OK && m, "%s: %s", c->name, err);
+        } else {
+            T_CHECK(st == c->want && !m && strstr(err, c->in_msg), "%s: status %d, '%s'",
+                    c->name, (int)st, err);
+        }
+        lm_model_free(m);
+    }
+    /* a directory without weights, and one without config.json */
+    char err[512] = "";
+    lm_model *m = NULL;
+    unlink(stp);
+    T_CHECK(lm_model_load(dir, NULL, &m, err, sizeof err) != LM_OK && !m && err[0],
+            "no weights: '%s'", err);
+    unlink(cfgp);
+    T_CHECK(lm_model_load(dir, NULL, &m, err, sizeof err) != LM_OK && !m && err[0],
+            "no config: '%s'", err);
+    rmdir(dir);
+}
+
 int main(void) {
     T_RUN(test_llama);
     T_RUN(test_qwen2);
     T_RUN(test_qwen3);
     T_RUN(test_gemma3);
+    T_RUN(test_hf_bad_config);
+    T_RUN(test_hf_mlx);
     return t_finish();
 }

@@ -36,6 +36,11 @@ typedef struct lm_weight {
     const void *data; /* (rows, cols) in dtype's row layout; NULL = absent */
     int64_t rows;     /* output features (ne[1]) */
     int64_t cols;     /* input features (ne[0]) */
+    /* MLX affine packs only (dtype LM_DTYPE_MLX_Q*, tensor/mlx.h; group_size 0 otherwise):
+     * data is the packed quants, scales/biases (rows, cols / group_size) of scale_dtype */
+    const void *scales, *biases;
+    lm_dtype scale_dtype;
+    int32_t group_size;
 } lm_weight;
 
 typedef enum lm_rope_style {

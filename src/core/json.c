@@ -47,6 +47,16 @@ lm_status lm_json_parse(const char *text, size_t len, int max_depth, const char 
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
     if (!root && json_oom)
         return lm_err_set(err, LM_ERR_NOMEM, "%s: out of memory while parsing JSON", what);
+    if (!root && json_error_code(&je) == json_error_numeric_overflow) {
+        /* An integer beyond int64 (transformers writes model_max_length = 1e30 as one): read
+         * every number of this document as a real instead; fields that must be integers then
+         * fail their own type checks with a message naming them. */
+        json_oom = 0;
+        root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY |
+                                         JSON_DECODE_INT_AS_REAL, &je);
+        if (!root && json_oom)
+            return lm_err_set(err, LM_ERR_NOMEM, "%s: out of memory while parsing JSON", what);
+    }
     if (!root)
         return lm_err_set(err, LM_ERR_FORMAT, "%s: invalid JSON at line %d column %d: %s", what,
                           je.line, je.column, je.text);

@@ -1,7 +1,8 @@
 /*
  * engine.c — the public engine API of include/lemma.h: models, sessions, generation.
  *
- * A model owns the mapped GGUF file, the bound architecture (model/arch.h), the tokenizer, the
+ * A model owns the mapped GGUF file or Hugging Face directory (config.json + safetensors), the
+ * bound architecture (model/arch.h), the tokenizer, the
  * chat template and a CPU backend. A session owns a page table in its own KV pool, forward
  * buffers, the token history and the last logits (host copy).
  *
@@ -13,12 +14,15 @@
 
 #include "backend/backend.h"
 #include "core/alloc.h"
+#include "core/file.h"
 #include "core/status.h"
 #include "format/gguf.h"
+#include "format/hf.h"
 #include "kv/kv.h"
 #include "model/arch.h"
 #include "sample/sample.h"
 #include "template/template.h"
+#include "tokenizer/hf_tokenizer.h"
 #include "tokenizer/tokenizer.h"
 
 #include <jansson.h>
@@ -27,7 +31,8 @@
 #include <unistd.h>
 
 struct lm_model {
-    lm_gguf *gguf;
+    lm_gguf *gguf;          /* the model file, or */
+    lm_hf *hf;              /* the Hugging Face directory */
     lm_arch_model arch;
     lm_tokenizer *tok;      /* NULL when the file's tokenizer could not be built */
     char tok_error[LM_ERR_MSG_MAX];
@@ -70,8 +75,80 @@ void lm_model_free(lm_model *m) {
     lm_tokenizer_free(m->tok);
     lm_arch_free(&m->arch);
     lm_gguf_close(m->gguf);
+    lm_hf_close(m->hf);
     lm_free(m->chat_template);
     lm_free(m);
+}
+
+/* The tokenizer is needed for text in and out, not for token-level use: a model whose
+ * vocabulary lemma cannot build still runs on token ids, and text calls report why. */
+static void check_tokenizer(lm_model *m) {
+    if (m->tok && lm_tokenizer_n_vocab(m->tok) > (size_t)m->arch.hp.n_vocab) {
+        snprintf(m->tok_error, sizeof m->tok_error,
+                 "tokenizer has %zu tokens, the model's embedding %d rows",
+                 lm_tokenizer_n_vocab(m->tok), m->arch.hp.n_vocab);
+        lm_tokenizer_free(m->tok);
+        m->tok = NULL;
+    }
+}
+
+static lm_status load_gguf(lm_model *m, const char *path, lm_err *err) {
+    lm_status s;
+    if ((s = lm_gguf_open_file(path, NULL, &m->gguf, err))) return s;
+    if ((s = lm_arch_from_gguf(m->gguf, &m->arch, err))) return s;
+    const char *an;
+    size_t al;
+    if (lm_gguf_get_str(m->gguf, "general.architecture", &an, &al, NULL) == LM_OK)
+        snprintf(m->arch_name, sizeof m->arch_name, "%.*s", (int)al, an);
+
+    lm_err terr;
+    lm_err_clear(&terr);
+    if (lm_tokenizer_from_gguf(m->gguf, &m->tok, &terr) != LM_OK) {
+        m->tok = NULL;
+        snprintf(m->tok_error, sizeof m->tok_error, "%s", terr.msg);
+    }
+    check_tokenizer(m);
+    const char *tpl;
+    size_t tl;
+    if (lm_gguf_find(m->gguf, "tokenizer.chat_template") >= 0 &&
+        lm_gguf_get_str(m->gguf, "tokenizer.chat_template", &tpl, &tl, NULL) == LM_OK) {
+        m->chat_template = lm_strndup(tpl, tl);
+        if (!m->chat_template) return lm_err_set(err, LM_ERR_NOMEM, "model: chat template");
+    }
+    return LM_OK;
+}
+
+/* A Hugging Face directory: weights from config.json + safetensors (model/bind_hf.c), the
+ * tokenizer from tokenizer.json (+ tokenizer_config.json), the chat template as the text API
+ * finds it (chat_template.jinja, else tokenizer_config.json: lm_vocab_load). */
+static lm_status load_hf(lm_model *m, const char *dir, lm_err *err) {
+    lm_status s;
+    if ((s = lm_hf_open(dir, &m->hf, err))) return s;
+    if ((s = lm_arch_from_hf(m->hf, &m->arch, m->arch_name, sizeof m->arch_name, err)))
+        return s;
+    const char *tj = lm_hf_tokenizer_path(m->hf);
+    if (!tj) {
+        snprintf(m->tok_error, sizeof m->tok_error, "%s: no tokenizer.json", dir);
+        return LM_OK;
+    }
+    lm_err terr;
+    lm_err_clear(&terr);
+    if (lm_tokenizer_from_hf_json(tj, lm_hf_tokenizer_config_path(m->hf), &m->tok, &terr) !=
+        LM_OK) {
+        m->tok = NULL;
+        snprintf(m->tok_error, sizeof m->tok_error, "%s", terr.msg);
+        return LM_OK;
+    }
+    check_tokenizer(m);
+    lm_vocab *v = NULL;
+    char verr[64];
+    if (lm_vocab_load(dir, &v, verr, sizeof verr) == LM_OK) {
+        const char *tpl = lm_vocab_chat_template(v);
+        if (tpl) m->chat_template = lm_strdup(tpl);
+        lm_vocab_free(v);
+        if (tpl && !m->chat_template) return lm_err_set(err, LM_ERR_NOMEM, "model: chat template");
+    }
+    return LM_OK;
 }
 
 lm_status lm_model_load(const char *path, const lm_model_params *params, lm_model **out,
@@ -101,36 +178,10 @@ lm_status lm_model_load(const char *path, const lm_model_params *params, lm_mode
         s = lm_err_set(&err, LM_ERR_NOMEM, "model: out of memory");
         goto fail;
     }
-    if ((s = lm_gguf_open_file(path, NULL, &m->gguf, &err))) goto fail;
-    if ((s = lm_arch_from_gguf(m->gguf, &m->arch, &err))) goto fail;
-    const char *an;
-    size_t al;
-    if (lm_gguf_get_str(m->gguf, "general.architecture", &an, &al, NULL) == LM_OK)
-        snprintf(m->arch_name, sizeof m->arch_name, "%.*s", (int)al, an);
-
-    /* The tokenizer is needed for text in and out, not for token-level use: a model whose
-     * vocabulary lemma cannot build still runs on token ids, and text calls report why. */
-    lm_err terr;
-    lm_err_clear(&terr);
-    if (lm_tokenizer_from_gguf(m->gguf, &m->tok, &terr) != LM_OK) {
-        m->tok = NULL;
-        snprintf(m->tok_error, sizeof m->tok_error, "%s", terr.msg);
-    } else if (lm_tokenizer_n_vocab(m->tok) > (size_t)m->arch.hp.n_vocab) {
-        snprintf(m->tok_error, sizeof m->tok_error,
-                 "tokenizer has %zu tokens, the model's embedding %d rows",
-                 lm_tokenizer_n_vocab(m->tok), m->arch.hp.n_vocab);
-        lm_tokenizer_free(m->tok);
-        m->tok = NULL;
-    }
-    const char *tpl;
-    size_t tl;
-    if (lm_gguf_find(m->gguf, "tokenizer.chat_template") >= 0 &&
-        lm_gguf_get_str(m->gguf, "tokenizer.chat_template", &tpl, &tl, NULL) == LM_OK) {
-        m->chat_template = lm_strndup(tpl, tl);
-        if (!m->chat_template) {
-            s = lm_err_set(&err, LM_ERR_NOMEM, "model: chat template");
-            goto fail;
-        }
+    if (lm_path_is_dir(path)) {
+        if ((s = load_hf(m, path, &err))) goto fail;
+    } else if ((s = load_gguf(m, path, &err))) {
+        goto fail;
     }
     if ((s = lm_backend_cpu_create(nt, &m->be, &err))) goto fail;
     *out = m;

@@ -1,7 +1,8 @@
 /*
  * arch.h — a decoder-only transformer described by data: hyperparameters, per-family switches
  * and weights bound to roles. One forward pass (transformer.c) runs every family; a family is
- * only a different setting of these fields (model.c fills them from the model file).
+ * only a different setting of these fields (model.c fills them from a GGUF file, bind_hf.c
+ * from a Hugging Face directory, both through lm_arch_bind: bind.h).
  *
  * The families and what sets them apart (numerics learned from the reference implementations):
  *   llama   RMSNorm, RoPE on adjacent pairs (GGUF's Q/K rows are permuted for it), SwiGLU.
@@ -19,6 +20,7 @@
 
 #include "backend/backend.h"
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef enum lm_arch_id {
@@ -91,11 +93,18 @@ typedef struct lm_arch_model {
 } lm_arch_model;
 
 struct lm_gguf;
+struct lm_hf;
 
 /* Binds hyperparameters and weights of a GGUF model. Everything is validated (shapes against
  * hyperparameters, types the backend can run, ranges of every number); an unknown
  * architecture is LM_ERR_UNSUPPORTED. */
 lm_status lm_arch_from_gguf(const struct lm_gguf *g, lm_arch_model *m, lm_err *err);
+/* The same from a Hugging Face directory (bind_hf.c): config.json for the hyperparameters,
+ * F32/F16/BF16 safetensors weights. Unsupported settings are LM_ERR_UNSUPPORTED naming the
+ * config field; missing or mistyped fields LM_ERR_FORMAT naming it. arch_name (>= 16 bytes)
+ * receives the family's GGUF name ("llama", "qwen2", "qwen3", "gemma3"). */
+lm_status lm_arch_from_hf(const struct lm_hf *hf, lm_arch_model *m, char *arch_name,
+                          size_t arch_name_len, lm_err *err);
 void lm_arch_free(lm_arch_model *m);
 
 /* Per-forward working buffers, allocated from the backend for up to n_batch tokens. */

@@ -12,8 +12,13 @@
  *             post_attention_norm, ffn_norm, ffn_gate, ffn_up, ffn_down, post_ffw_norm}.weight,
  *             blk.N.attn_{q,k,v}.bias
  * Everything read here is validated before use: the file is outside input.
+ *
+ * The binding itself (shapes, types, vectors to f32, sliding layers) is lm_arch_bind, shared
+ * with the Hugging Face binder (bind_hf.c): a format only reads hyperparameters and names
+ * tensors.
  */
 #include "model/arch.h"
+#include "model/bind.h"
 
 #include "core/alloc.h"
 #include "format/gguf.h"
@@ -60,50 +65,8 @@ static lm_status meta_f32(binder *b, const char *key, int required, float *out) 
     return LM_OK;
 }
 
-/* Binds tensor NAME with expected shape (cols, rows) (rows 1 for a vector). A missing optional
- * tensor leaves w->data NULL. Norm vectors and biases must be f32; matrices any type that can
- * be dequantized (the matmul reports the ones it cannot multiply). */
-static lm_status bind(binder *b, const char *name, int64_t cols, int64_t rows, int required,
-                      lm_weight *w) {
-    memset(w, 0, sizeof *w);
-    int64_t idx = lm_gguf_find_tensor(b->g, name);
-    if (idx < 0) {
-        if (!required) return LM_OK;
-        return lm_err_set(b->err, LM_ERR_FORMAT, "model: missing tensor '%s'", name);
-    }
-    const lm_tensor_info *t = lm_gguf_tensor(b->g, (uint64_t)idx);
-    if (!t) return lm_err_set(b->err, LM_ERR_INTERNAL, "model: tensor '%s' vanished", name);
-    const uint64_t want_rows = (uint64_t)rows;
-    if (t->ne[0] != (uint64_t)cols || t->ne[1] != want_rows || t->ne[2] != 1 || t->ne[3] != 1)
-        return lm_err_set(b->err, LM_ERR_FORMAT,
-                          "model: tensor '%s' has shape [%llu, %llu, %llu, %llu], expected "
-                          "[%lld, %lld]", name, (unsigned long long)t->ne[0],
-                          (unsigned long long)t->ne[1], (unsigned long long)t->ne[2],
-                          (unsigned long long)t->ne[3], (long long)cols, (long long)rows);
-    if (rows == 1 && t->dtype != LM_DTYPE_F32)
-        return lm_err_set(b->err, LM_ERR_UNSUPPORTED, "model: vector '%s' is %s, expected f32",
-                          name, lm_dtype_name(t->dtype));
-    if (!lm_can_dequant(t->dtype))
-        return lm_err_set(b->err, LM_ERR_UNSUPPORTED, "model: tensor '%s' has type %s",
-                          name, lm_dtype_name(t->dtype));
-    if (t->nbytes != lm_dtype_row_size(t->dtype, t->ne[0]) * want_rows || !t->data)
-        return lm_err_set(b->err, LM_ERR_FORMAT, "model: tensor '%s' size mismatch", name);
-    w->dtype = t->dtype;
-    w->data = t->data;
-    w->rows = rows;
-    w->cols = cols;
-    return LM_OK;
-}
-
-static lm_status blk(binder *b, int il, const char *role, const char *suffix, int64_t cols,
-                     int64_t rows, int required, lm_weight *w) {
-    char name[128];
-    snprintf(name, sizeof name, "blk.%d.%s.%s", il, role, suffix);
-    return bind(b, name, cols, rows, required, w);
-}
-
 /* Family switches; the numbers come from the file in read_hparams. */
-static lm_status arch_defaults(const char *name, size_t len, lm_hparams *hp, lm_err *err) {
+lm_status lm_arch_defaults(const char *name, size_t len, lm_hparams *hp, lm_err *err) {
     memset(hp, 0, sizeof *hp);
     hp->rope_freq_scale = 1.0f;
     hp->embd_scale = 1.0f;
@@ -215,42 +178,34 @@ static lm_status read_hparams(binder *b, lm_hparams *hp) {
     return LM_OK;
 }
 
-/* For norm_add_one models: copies each norm vector with +1 folded in (one block). */
-static lm_status fold_norms(lm_arch_model *m, lm_err *err) {
-    const lm_hparams *hp = &m->hp;
-    lm_weight *list[6];
-    size_t total = 0;
-    for (int pass = 0; pass < 2; pass++) {
-        float *dst = m->owned;
-        for (int il = -1; il < hp->n_layer; il++) {
-            int n = 0;
-            if (il < 0) {
-                list[n++] = &m->out_norm;
-            } else {
-                lm_layer *L = &m->layers[il];
-                lm_weight *all[6] = {&L->attn_norm, &L->ffn_norm, &L->post_attn_norm,
-                                     &L->post_ffn_norm, &L->q_norm, &L->k_norm};
-                for (int j = 0; j < 6; j++)
-                    if (all[j]->data) list[n++] = all[j];
-            }
-            for (int j = 0; j < n; j++) {
-                if (pass == 0) {
-                    total += (size_t)list[j]->cols;
-                    continue;
-                }
-                const float *src = list[j]->data;
-                for (int64_t c = 0; c < list[j]->cols; c++) dst[c] = src[c] + 1.0f;
-                list[j]->data = dst;
-                dst += list[j]->cols;
-            }
-        }
-        if (pass == 0) {
-            m->owned = lm_calloc(total, sizeof(float));
-            if (!m->owned) return lm_err_set(err, LM_ERR_NOMEM, "model: norm weights");
-        }
-    }
-    return LM_OK;
+static const lm_tensor_info *gguf_find(const void *ctx, const char *name) {
+    const lm_gguf *g = ctx;
+    int64_t idx = lm_gguf_find_tensor(g, name);
+    return idx >= 0 ? lm_gguf_tensor(g, (uint64_t)idx) : NULL;
 }
+
+static const lm_tensor_names k_gguf_names = {
+    .tok_embd = "token_embd.weight",
+    .out_norm = "output_norm.weight",
+    .output = "output.weight",
+    .layer_prefix = "blk.",
+    .attn_norm = "attn_norm.weight",
+    .wq = "attn_q.weight",
+    .wk = "attn_k.weight",
+    .wv = "attn_v.weight",
+    .wo = "attn_output.weight",
+    .bq = "attn_q.bias",
+    .bk = "attn_k.bias",
+    .bv = "attn_v.bias",
+    .q_norm = "attn_q_norm.weight",
+    .k_norm = "attn_k_norm.weight",
+    .post_attn_norm = "post_attention_norm.weight",
+    .ffn_norm = "ffn_norm.weight",
+    .w_gate = "ffn_gate.weight",
+    .w_up = "ffn_up.weight",
+    .w_down = "ffn_down.weight",
+    .post_ffn_norm = "post_ffw_norm.weight",
+};
 
 lm_status lm_arch_from_gguf(const lm_gguf *g, lm_arch_model *m, lm_err *err) {
     memset(m, 0, sizeof *m);
@@ -259,22 +214,188 @@ lm_status lm_arch_from_gguf(const lm_gguf *g, lm_arch_model *m, lm_err *err) {
     lm_status s = lm_gguf_get_str(g, "general.architecture", &an, &al, err);
     if (s != LM_OK) return s;
     lm_hparams *hp = &m->hp;
-    if ((s = arch_defaults(an, al, hp, err))) return s;
+    if ((s = lm_arch_defaults(an, al, hp, err))) return s;
     char arch[32];
     snprintf(arch, sizeof arch, "%.*s", (int)al, an);
     binder b = {g, arch, err};
     if ((s = read_hparams(&b, hp))) return s;
+    lm_bind_opts o = {-1, 0, NULL, NULL};
+    return lm_arch_bind(m, gguf_find, g, &k_gguf_names, &o, err);
+}
+
+/* ---- shared by every format ------------------------------------------------------------- */
+
+lm_status lm_hparams_check(const lm_hparams *hp, lm_err *err) {
+    if (hp->n_layer <= 0 || hp->n_layer > LM_MAX_LAYERS || hp->n_embd <= 0 ||
+        hp->n_embd > 65536 || hp->n_head <= 0 || hp->n_head > 1024 || hp->n_head_kv <= 0 ||
+        hp->n_head % hp->n_head_kv != 0 || hp->n_ff <= 0 || hp->n_ff > 1 << 20 ||
+        hp->n_ctx_train <= 0 || hp->n_vocab < 0)
+        return lm_err_set(err, LM_ERR_FORMAT,
+                          "model: bad hyperparameters (layers %d, embd %d, heads %d/%d, ff %d, "
+                          "ctx %d, vocab %d)", hp->n_layer, hp->n_embd, hp->n_head,
+                          hp->n_head_kv, hp->n_ff, hp->n_ctx_train, hp->n_vocab);
+    if (hp->head_dim <= 0 || hp->head_dim > 1024 || hp->head_dim % 2 != 0)
+        return lm_err_set(err, LM_ERR_UNSUPPORTED, "model: head size %d", hp->head_dim);
+    if (hp->n_rot <= 0 || hp->n_rot > hp->head_dim || hp->n_rot % 2 != 0)
+        return lm_err_set(err, LM_ERR_FORMAT, "model: %d rotated dims of %d", hp->n_rot,
+                          hp->head_dim);
+    if (!(hp->norm_eps > 0.0f && hp->norm_eps < 1.0f) || !(hp->rope_base > 1.0f) ||
+        !(hp->attn_softcap >= 0.0f) || !(hp->final_softcap >= 0.0f) ||
+        !(hp->attn_scale > 0.0f && isfinite(hp->attn_scale)) ||
+        !(hp->rope_freq_scale > 0.0f && hp->rope_freq_scale <= 1.0f) ||
+        !(hp->embd_scale > 0.0f && isfinite(hp->embd_scale)))
+        return lm_err_set(err, LM_ERR_FORMAT,
+                          "model: bad eps %g / rope base %g / freq scale %g / softcap / scale",
+                          (double)hp->norm_eps, (double)hp->rope_base,
+                          (double)hp->rope_freq_scale);
+    if (hp->sliding_window < 0 || hp->swa_period < 0 ||
+        (hp->sliding_window > 0 && !(hp->rope_base_swa > 1.0f)))
+        return lm_err_set(err, LM_ERR_FORMAT, "model: sliding window %d, period %d, base %g",
+                          hp->sliding_window, hp->swa_period, (double)hp->rope_base_swa);
+    return LM_OK;
+}
+
+typedef struct bind_ctx {
+    lm_tensor_find_fn find;
+    const void *ctx;
+    const lm_bind_opts *o;
+    lm_err *err;
+} bind_ctx;
+
+static int is_float_type(lm_dtype t) {
+    return t == LM_DTYPE_F32 || t == LM_DTYPE_F16 || t == LM_DTYPE_BF16;
+}
+
+/* Binds tensor NAME with expected shape (cols, rows) (rows 1 for a vector). A missing optional
+ * tensor (or a NULL name) leaves w->data NULL. Vectors must be F32/F16/BF16 (copied to f32
+ * later); matrices any type that can be dequantized (the matmul reports the ones it cannot
+ * multiply), or only float types with float_only. */
+static lm_status bind(bind_ctx *b, const char *name, int64_t cols, int64_t rows, int required,
+                      lm_weight *w) {
+    memset(w, 0, sizeof *w);
+    const lm_tensor_info *t = name ? b->find(b->ctx, name) : NULL;
+    if (!t) {
+        if (!required) return LM_OK;
+        return lm_err_set(b->err, LM_ERR_FORMAT, "model: missing tensor '%s'",
+                          name ? name : "(unnamed)");
+    }
+    if (rows > 1 && b->o->pack) {
+        lm_err perr;
+        lm_err_clear(&perr);
+        lm_status ps = b->o->pack(b->ctx, name, w, &perr);
+        if (ps == LM_OK) {
+            if (w->rows != rows || w->cols != cols)
+                return lm_err_set(b->err, LM_ERR_FORMAT,
+                                  "model: packed tensor '%s' is [%lld, %lld], expected "
+                                  "[%lld, %lld]", name, (long long)w->cols, (long long)w->rows,
+                                  (long long)cols, (long long)rows);
+            return LM_OK;
+        }
+        memset(w, 0, sizeof *w);
+        if (ps != LM_ERR_NOT_FOUND) return lm_err_set(b->err, ps, "%s", perr.msg);
+    }
+    const uint64_t want_rows = (uint64_t)rows;
+    if (t->ne[0] != (uint64_t)cols || t->ne[1] != want_rows || t->ne[2] != 1 || t->ne[3] != 1)
+        return lm_err_set(b->err, LM_ERR_FORMAT,
+                          "model: tensor '%s' has shape [%llu, %llu, %llu, %llu], expected "
+                          "[%lld, %lld]", name, (unsigned long long)t->ne[0],
+                          (unsigned long long)t->ne[1], (unsigned long long)t->ne[2],
+                          (unsigned long long)t->ne[3], (long long)cols, (long long)rows);
+    if ((rows == 1 || b->o->float_only) && !is_float_type(t->dtype))
+        return lm_err_set(b->err, LM_ERR_UNSUPPORTED,
+                          "model: tensor '%s' is %s, expected f32, f16 or bf16", name,
+                          lm_dtype_name(t->dtype));
+    if (!lm_can_dequant(t->dtype))
+        return lm_err_set(b->err, LM_ERR_UNSUPPORTED, "model: tensor '%s' has type %s",
+                          name, lm_dtype_name(t->dtype));
+    if (t->nbytes != lm_dtype_row_size(t->dtype, t->ne[0]) * want_rows || !t->data)
+        return lm_err_set(b->err, LM_ERR_FORMAT, "model: tensor '%s' size mismatch", name);
+    w->dtype = t->dtype;
+    w->data = t->data;
+    w->rows = rows;
+    w->cols = cols;
+    return LM_OK;
+}
+
+static lm_status blk(bind_ctx *b, const lm_tensor_names *nm, int il, const char *role,
+                     int64_t cols, int64_t rows, int required, lm_weight *w) {
+    if (!role) return bind(b, NULL, cols, rows, required, w);
+    char name[256];
+    int n = snprintf(name, sizeof name, "%s%d.%s", nm->layer_prefix, il, role);
+    if (n < 0 || (size_t)n >= sizeof name)
+        return lm_err_set(b->err, LM_ERR_INTERNAL, "model: tensor name too long");
+    return bind(b, name, cols, rows, required, w);
+}
+
+/* Copies every norm and bias vector into one owned f32 block: converted from f16/bf16, and
+ * norms with +1 folded in for norm_add_one models (HF Gemma's x * (1 + w)). */
+static lm_status own_vectors(lm_arch_model *m, lm_err *err) {
+    const lm_hparams *hp = &m->hp;
+    size_t total = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        float *dst = m->owned;
+        for (int il = -1; il < hp->n_layer; il++) {
+            lm_weight *list[10];
+            int n = 0, n_norms;
+            if (il < 0) {
+                list[n++] = &m->out_norm;
+                n_norms = 1;
+            } else {
+                lm_layer *L = &m->layers[il];
+                lm_weight *all[10] = {&L->attn_norm, &L->ffn_norm, &L->post_attn_norm,
+                                      &L->post_ffn_norm, &L->q_norm, &L->k_norm,
+                                      &L->bq, &L->bk, &L->bv, NULL};
+                n_norms = 6;
+                for (int j = 0; j < 9; j++) list[n++] = all[j];
+            }
+            for (int j = 0; j < n; j++) {
+                lm_weight *w = list[j];
+                if (!w->data) continue;
+                if (pass == 0) {
+                    total += (size_t)w->cols;
+                    continue;
+                }
+                if (lm_dequant_row(w->dtype, w->data, dst, w->cols) != 0)
+                    return lm_err_set(err, LM_ERR_UNSUPPORTED, "model: vector of type %s",
+                                      lm_dtype_name(w->dtype));
+                if (j < n_norms && hp->norm_add_one)
+                    for (int64_t c = 0; c < w->cols; c++) dst[c] += 1.0f;
+                w->dtype = LM_DTYPE_F32;
+                w->data = dst;
+                dst += w->cols;
+            }
+        }
+        if (pass == 0) {
+            m->owned = lm_calloc(total ? total : 1, sizeof(float));
+            if (!m->owned) return lm_err_set(err, LM_ERR_NOMEM, "model: norm weights");
+        }
+    }
+    return LM_OK;
+}
+
+lm_status lm_arch_bind(lm_arch_model *m, lm_tensor_find_fn find, const void *ctx,
+                       const lm_tensor_names *nm, const lm_bind_opts *o, lm_err *err) {
+    lm_hparams *hp = &m->hp;
+    bind_ctx b = {find, ctx, o, err};
+    lm_status s = lm_hparams_check(hp, err);
+    if (s) goto fail;
 
     const int64_t E = hp->n_embd, D = hp->head_dim;
     const int64_t QD = (int64_t)hp->n_head * D, KD = (int64_t)hp->n_head_kv * D;
-    int64_t idx = lm_gguf_find_tensor(g, "token_embd.weight");
-    const lm_tensor_info *te = idx >= 0 ? lm_gguf_tensor(g, (uint64_t)idx) : NULL;
-    if (!te || te->ne[1] == 0 || te->ne[1] > INT32_MAX)
-        return lm_err_set(err, LM_ERR_FORMAT, "model: token_embd.weight missing or empty");
+    const lm_tensor_info *te = find(ctx, nm->tok_embd);
+    if (!te || te->ne[1] == 0 || te->ne[1] > INT32_MAX) {
+        s = lm_err_set(err, LM_ERR_FORMAT, "model: %s missing or empty", nm->tok_embd);
+        goto fail;
+    }
+    if (hp->n_vocab > 0 && te->ne[1] != (uint64_t)hp->n_vocab) {
+        s = lm_err_set(err, LM_ERR_FORMAT, "model: %s has %llu rows, the vocabulary is %d",
+                       nm->tok_embd, (unsigned long long)te->ne[1], hp->n_vocab);
+        goto fail;
+    }
     hp->n_vocab = (int32_t)te->ne[1];
-    if ((s = bind(&b, "token_embd.weight", E, hp->n_vocab, 1, &m->tok_embd)) ||
-        (s = bind(&b, "output_norm.weight", E, 1, 1, &m->out_norm)) ||
-        (s = bind(&b, "output.weight", E, hp->n_vocab, 0, &m->output)))
+    if ((s = bind(&b, nm->tok_embd, E, hp->n_vocab, 1, &m->tok_embd)) ||
+        (s = bind(&b, nm->out_norm, E, 1, 1, &m->out_norm)) ||
+        (o->tied != 1 && (s = bind(&b, nm->output, E, hp->n_vocab, o->tied == 0, &m->output))))
         goto fail;
     if (!m->output.data) m->output = m->tok_embd; /* tied */
 
@@ -286,27 +407,30 @@ lm_status lm_arch_from_gguf(const lm_gguf *g, lm_arch_model *m, lm_err *err) {
     for (int il = 0; il < hp->n_layer; il++) {
         lm_layer *L = &m->layers[il];
         const int qkn = hp->has_qk_norm, bias = hp->has_qkv_bias, post = hp->has_post_norms;
-        if ((s = blk(&b, il, "attn_norm", "weight", E, 1, 1, &L->attn_norm)) ||
-            (s = blk(&b, il, "attn_q", "weight", E, QD, 1, &L->wq)) ||
-            (s = blk(&b, il, "attn_k", "weight", E, KD, 1, &L->wk)) ||
-            (s = blk(&b, il, "attn_v", "weight", E, KD, 1, &L->wv)) ||
-            (s = blk(&b, il, "attn_output", "weight", QD, E, 1, &L->wo)) ||
-            (s = blk(&b, il, "attn_q", "bias", QD, 1, bias, &L->bq)) ||
-            (s = blk(&b, il, "attn_k", "bias", KD, 1, bias, &L->bk)) ||
-            (s = blk(&b, il, "attn_v", "bias", KD, 1, bias, &L->bv)) ||
-            (s = blk(&b, il, "attn_q_norm", "weight", D, 1, qkn, &L->q_norm)) ||
-            (s = blk(&b, il, "attn_k_norm", "weight", D, 1, qkn, &L->k_norm)) ||
-            (s = blk(&b, il, "post_attention_norm", "weight", E, 1, post, &L->post_attn_norm)) ||
-            (s = blk(&b, il, "ffn_norm", "weight", E, 1, 1, &L->ffn_norm)) ||
-            (s = blk(&b, il, "ffn_gate", "weight", E, hp->n_ff, 1, &L->w_gate)) ||
-            (s = blk(&b, il, "ffn_up", "weight", E, hp->n_ff, 1, &L->w_up)) ||
-            (s = blk(&b, il, "ffn_down", "weight", hp->n_ff, E, 1, &L->w_down)) ||
-            (s = blk(&b, il, "post_ffw_norm", "weight", E, 1, post, &L->post_ffn_norm)))
+        if ((s = blk(&b, nm, il, nm->attn_norm, E, 1, 1, &L->attn_norm)) ||
+            (s = blk(&b, nm, il, nm->wq, E, QD, 1, &L->wq)) ||
+            (s = blk(&b, nm, il, nm->wk, E, KD, 1, &L->wk)) ||
+            (s = blk(&b, nm, il, nm->wv, E, KD, 1, &L->wv)) ||
+            (s = blk(&b, nm, il, nm->wo, QD, E, 1, &L->wo)) ||
+            (s = blk(&b, nm, il, nm->bq, QD, 1, bias, &L->bq)) ||
+            (s = blk(&b, nm, il, nm->bk, KD, 1, bias, &L->bk)) ||
+            (s = blk(&b, nm, il, nm->bv, KD, 1, bias, &L->bv)) ||
+            (s = blk(&b, nm, il, nm->q_norm, D, 1, qkn, &L->q_norm)) ||
+            (s = blk(&b, nm, il, nm->k_norm, D, 1, qkn, &L->k_norm)) ||
+            (s = blk(&b, nm, il, nm->post_attn_norm, E, 1, post, &L->post_attn_norm)) ||
+            (s = blk(&b, nm, il, nm->ffn_norm, E, 1, 1, &L->ffn_norm)) ||
+            (s = blk(&b, nm, il, nm->w_gate, E, hp->n_ff, 1, &L->w_gate)) ||
+            (s = blk(&b, nm, il, nm->w_up, E, hp->n_ff, 1, &L->w_up)) ||
+            (s = blk(&b, nm, il, nm->w_down, hp->n_ff, E, 1, &L->w_down)) ||
+            (s = blk(&b, nm, il, nm->post_ffn_norm, E, 1, post, &L->post_ffn_norm)))
             goto fail;
-        L->is_swa = hp->sliding_window > 0 && hp->swa_period > 0 &&
-                    (il + 1) % hp->swa_period != 0;
+        if (o->swa_layers)
+            L->is_swa = hp->sliding_window > 0 && o->swa_layers[il];
+        else
+            L->is_swa = hp->sliding_window > 0 && hp->swa_period > 0 &&
+                        (il + 1) % hp->swa_period != 0;
     }
-    if (hp->norm_add_one && (s = fold_norms(m, err))) goto fail;
+    if ((s = own_vectors(m, err))) goto fail;
     return LM_OK;
 fail:
     lm_arch_free(m);

@@ -11,6 +11,7 @@
 #include "backend/cpu/ops.h"
 #include "core/alloc.h"
 #include "core/threadpool.h"
+#include "tensor/mlx.h"
 #include "tensor/quant.h"
 
 #include <math.h>
@@ -35,8 +36,20 @@ static lm_status cpu_download(lm_backend *be, float *host, const float *buf, siz
     return LM_OK;
 }
 
+/* Bits of an MLX pack type, 0 for other types. */
+static int mlx_bits(lm_dtype t) {
+    static const int bits[] = {2, 3, 4, 5, 6, 8};
+    for (size_t i = 0; i < sizeof bits / sizeof bits[0]; i++)
+        if (lm_mlx_dtype(bits[i]) == t) return bits[i];
+    return 0;
+}
+
 static lm_status cpu_matmul(lm_backend *be, const lm_weight *w, const float *x, int64_t n,
                             float *y, lm_err *err) {
+    const int bits = w->group_size > 0 ? mlx_bits(w->dtype) : 0;
+    if (bits)
+        return lm_matmul_mlx(st(be)->tp, bits, w->group_size, w->data, w->scales, w->biases,
+                             w->scale_dtype, w->rows, w->cols, x, n, y, err);
     return lm_matmul(st(be)->tp, w->dtype, w->data, w->rows, w->cols, x, n, y, err);
 }
 
@@ -119,14 +132,24 @@ static lm_status cpu_glu(lm_backend *be, float *gate, const float *up, int64_t n
 
 static lm_status cpu_embed(lm_backend *be, const lm_weight *table, const int32_t *ids, int64_t n,
                            float scale, float *out, lm_err *err) {
-    const size_t rs = lm_dtype_row_size(table->dtype, (uint64_t)table->cols);
+    const int bits = table->group_size > 0 ? mlx_bits(table->dtype) : 0;
+    const size_t rs = bits ? lm_mlx_row_bytes(bits, table->cols)
+                           : lm_dtype_row_size(table->dtype, (uint64_t)table->cols);
+    const size_t srs = bits ? lm_dtype_row_size(table->scale_dtype,
+                                                (uint64_t)(table->cols / table->group_size))
+                            : 0;
     for (int64_t i = 0; i < n; i++) {
         if (ids[i] < 0 || ids[i] >= table->rows)
             return lm_err_set(err, LM_ERR_INVALID_ARG, "token id %d out of range [0, %lld)",
                               ids[i], (long long)table->rows);
         float *o = out + i * table->cols;
-        if (lm_dequant_row(table->dtype, (const uint8_t *)table->data + (size_t)ids[i] * rs, o,
-                           table->cols) != 0)
+        const uint8_t *row = (const uint8_t *)table->data + (size_t)ids[i] * rs;
+        int bad = bits ? lm_mlx_dequant_row(bits, table->group_size, row,
+                                            (const uint8_t *)table->scales + (size_t)ids[i] * srs,
+                                            (const uint8_t *)table->biases + (size_t)ids[i] * srs,
+                                            table->scale_dtype, o, table->cols)
+                       : lm_dequant_row(table->dtype, row, o, table->cols);
+        if (bad != 0)
             return lm_err_set(err, LM_ERR_UNSUPPORTED, "embedding type %s",
                               lm_dtype_name(table->dtype));
         if (scale != 1.0f)
