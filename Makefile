@@ -4,8 +4,8 @@
 #   make asan         only the ASan+UBSan test run
 #   make fuzz         builds every fuzz/fuzz_*.c with libFuzzer and runs each FUZZ_SECONDS
 #   make bench        builds and runs the benchmarks in bench/ (JSON on stdout)
-#   make run          installs the default model into models/ (if missing), describes it and
-#                     generates a chat answer with it (PROMPT="..." to ask something else)
+#   make run          installs the default model into models/ (if missing) and starts a chat
+#                     with it; without a terminal it answers PROMPT="..." once instead
 #   make CUDA=1       also builds the CUDA backend (src/backend/cuda, needs nvcc)
 # Sources are discovered: every src/**/*.c but src/cli goes into the library, every
 # tests/test_*.c is a test program, every bench/bench_*.c a benchmark, every fuzz/fuzz_*.c a
@@ -107,9 +107,14 @@ PROMPT ?= Write a haiku about autumn leaves.
 run: deps models
 	@$(MAKE) --no-print-directory all
 	@$(BUILD)/lemma inspect models/smollm2-135m-instruct-q4_1.gguf | head -n 4
-	$(BUILD)/lemma run -m models/smollm2-135m-instruct-q4_1.gguf --chat -n 128 --metrics \
-	  -p "$(PROMPT)"
-	@echo
+	@if [ -t 0 ]; then \
+	  echo "chatting with SmolLM2-135M-Instruct (end with Ctrl-D)"; \
+	  $(BUILD)/lemma chat -m models/smollm2-135m-instruct-q4_1.gguf; \
+	else \
+	  echo "$(BUILD)/lemma run -m models/smollm2-135m-instruct-q4_1.gguf --chat -p \"$(PROMPT)\""; \
+	  $(BUILD)/lemma run -m models/smollm2-135m-instruct-q4_1.gguf --chat -n 128 --metrics \
+	    -p "$(PROMPT)"; echo; \
+	fi
 
 format:
 	clang-format -i $(LIB_SRC) $(CLI_SRC) $(TEST_SRC) $(BENCH_SRC) $(FUZZ_SRC) include/lemma.h
