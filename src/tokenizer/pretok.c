@@ -235,13 +235,22 @@ static lm_status span_push(spanvec *sv, size_t off, size_t len) {
     return LM_OK;
 }
 
-static lm_status split_piece(pcre2_code *re, pcre2_match_data *md, pcre2_match_context *mc,
-                             const char *text, size_t off, size_t len, spanvec *out, lm_err *err) {
+static lm_status split_piece(pcre2_code *re, lm_tok_matcher *m, const char *text, size_t off,
+                             size_t len, spanvec *out, lm_err *err) {
     const unsigned char *s = (const unsigned char *)text + off;
+    pcre2_match_data *md = m->md;
     size_t pos = 0, gap = 0;
     while (pos < len) {
-        int rc = pcre2_match(re, s, len, pos, 0, md, mc);
+        int rc = pcre2_match(re, s, len, pos, 0, md, m->mc);
         if (rc == PCRE2_ERROR_NOMATCH) break;
+        if (rc == PCRE2_ERROR_JIT_STACKLIMIT && !m->js) {
+            /* the default 32 KiB JIT stack was too small (a long whitespace run): give this
+             * call a private large one and match again from the same position */
+            m->js = pcre2_jit_stack_create(32 * 1024, 4 * 1024 * 1024, NULL);
+            if (!m->js) return LM_ERR_NOMEM;
+            pcre2_jit_stack_assign(m->mc, NULL, m->js);
+            continue;
+        }
         if (rc < 0) {
             PCRE2_UCHAR msg[120];
             pcre2_get_error_message(rc, msg, sizeof msg);
@@ -272,13 +281,14 @@ static lm_status split_piece(pcre2_code *re, pcre2_match_data *md, pcre2_match_c
 lm_status lm_tok_matcher_init(lm_tok_matcher *m) {
     m->md = pcre2_match_data_create(1, NULL);
     m->mc = pcre2_match_context_create(NULL);
-    /* a private JIT stack per encode call: thread safe, and room for long whitespace runs */
-    m->js = pcre2_jit_stack_create(32 * 1024, 4 * 1024 * 1024, NULL);
-    if (!m->md || !m->mc || !m->js) {
+    /* JIT matching starts on PCRE2's default 32 KiB stack; split_piece gives the call a
+     * private 4 MiB JIT stack only when a match needs more (long whitespace runs). Creating
+     * that stack up front cost an mmap and page faults per encode call. */
+    m->js = NULL;
+    if (!m->md || !m->mc) {
         lm_tok_matcher_free(m);
         return LM_ERR_NOMEM;
     }
-    pcre2_jit_stack_assign(m->mc, NULL, m->js);
     return LM_OK;
 }
 
@@ -301,7 +311,7 @@ lm_status lm_tok_pretok_split(const lm_tokenizer *tk, lm_tok_matcher *m, const c
     for (size_t r = 0; r < tk->n_re; r++) {
         b.n = 0;
         for (size_t i = 0; i < a.n; i++) {
-            st = split_piece(tk->re[r], m->md, m->mc, text, a.v[i].off, a.v[i].len, &b, err);
+            st = split_piece(tk->re[r], m, text, a.v[i].off, a.v[i].len, &b, err);
             if (st) goto done;
         }
         spanvec t = a;
