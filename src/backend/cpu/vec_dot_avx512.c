@@ -27,7 +27,11 @@
  *     accumulators per super-block; one int->float conversion per super-block and row.
  *   - Zen 4 executes 512-bit instructions as two 256-bit halves: vector uops per weight byte,
  *     not loads, bound the 32-element formats; scalar fp16 conversions per block were the
- *     largest avoidable cost.
+ *     largest avoidable cost. Of the vector uops, the shuffle-unit ones (inserts, permutes,
+ *     vpinsrw: two pipes of four) are the scarce ones: the decode kernels build codes with
+ *     broadcast loads, unpack nibbles with GFNI vgf2p8affineqb when present (run-time check,
+ *     else a masked shift + AND), add Q5's 5th bit with one masked vpaddb, and Q4_0/Q5_0 handle
+ *     the scales of 8 blocks at once (d_x merged in general registers).
  */
 #include "backend/cpu/kernels.h"
 
@@ -253,16 +257,103 @@ AI uint32_t rd32(const uint8_t *p) {
     return v;
 }
 
+/* Nibbles of two blocks like nib2, cheaper on Zen 4 (two shuffle pipes of four): two 128-bit
+ * broadcast loads (no shuffle uop) and one vinserti64x4 give [qs0 qs0 qs1 qs1]; the high
+ * nibbles are shifted down in lanes 1 and 3 (masked vpsrlw). Same byte order as nib2.
+ * (Merge-masked broadcast loads, tried first, were slower.) */
+AI __m512i nib2b(const uint8_t *qs0, const uint8_t *qs1) {
+    __m256i a = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs0));
+    __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs1));
+    __m512i t = _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1); /* qs0 qs0 qs1 qs1 */
+    t = _mm512_mask_srli_epi16(t, (__mmask32)0xFF00FF00u, t, 4);
+    return _mm512_and_si512(t, _mm512_set1_epi8(0x0f));
+}
+/* The same with GFNI (Zen 4, Ice Lake and later; checked at run time): one vgf2p8affineqb
+ * takes each byte's low nibble in 128-bit lanes 0 and 2 and its high nibble in lanes 1 and 3
+ * (a per-qword 8x8 bit matrix: row 7 - i selects the input bit of output bit i), replacing the
+ * masked shift and the AND. */
+#pragma GCC push_options
+#pragma GCC target("gfni")
+AI __m512i nib2g(const uint8_t *qs0, const uint8_t *qs1) {
+    __m256i a = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs0));
+    __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs1));
+    __m512i t = _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
+    const long long lo = 0x0102040800000000LL, hi = 0x1020408000000000LL;
+    return _mm512_gf2p8affine_epi64_epi8(t, _mm512_set_epi64(hi, hi, lo, lo, hi, hi, lo, lo), 0);
+}
+#pragma GCC pop_options
+
+/* 8 fp16 values at p + s i (i < 8) as an xmm, merged in two general registers (two vmovq, one
+ * vpunpcklqdq). For the activation scales this beat vpinsrw (7 shuffle uops), two vpermt2w
+ * windows (h8: ~25% slower kernel) and vpgatherdd. */
+AI __m128i ins8(const uint8_t *p, const int s) {
+    uint64_t a = 0, b = 0;
+    for (int i = 0; i < 4; i++) {
+        uint16_t h0, h1;
+        memcpy(&h0, p + s * i, 2);
+        memcpy(&h1, p + s * (i + 4), 2);
+        a |= (uint64_t)h0 << (16 * i);
+        b |= (uint64_t)h1 << (16 * i);
+    }
+    return _mm_unpacklo_epi64(_mm_cvtsi64_si128((long long)a), _mm_cvtsi64_si128((long long)b));
+}
+AI __m256i h8i(const uint8_t *p, const int s, const int nm) {
+    __m128i d = ins8(p, s);
+    if (nm == 1) return _mm256_castsi128_si256(d);
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(d), ins8(p + 2, s), 1);
+}
+
+/* fp16 scales of a group of 8 blocks of s bytes at p: word i (i < 8) is the half at byte s i
+ * (d), word 8 + i the half at s i + 2 (m of the _1 weights, s of Q8_1) when nm == 2. Two 64-word
+ * windows and one vpermt2w each (one when the group's d's fit in the first 128 bytes); every
+ * load stays inside [p, p + 8 s) (s >= 16). */
+#define WIDX(i, o, base) ((s * (i) + (o) - (base)) / 2)
+AI __m256i h8(const uint8_t *p, const int s, const int nm) {
+    const int one = 7 * s + 2 * nm <= 128;
+    const int o2 = s >= 32 ? 4 * s : 8 * s - 128;
+    const int m = nm == 2 ? 2 : 0;
+    const __m512i idx1 = _mm512_set_epi16(
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        WIDX(7, m, 0) & 63, WIDX(6, m, 0) & 63, WIDX(5, m, 0) & 63, WIDX(4, m, 0) & 63,
+        WIDX(3, m, 0), WIDX(2, m, 0), WIDX(1, m, 0), WIDX(0, m, 0),
+        WIDX(7, 0, 0) & 63, WIDX(6, 0, 0) & 63, WIDX(5, 0, 0) & 63, WIDX(4, 0, 0) & 63,
+        WIDX(3, 0, 0), WIDX(2, 0, 0), WIDX(1, 0, 0), WIDX(0, 0, 0));
+    __m512i t = _mm512_permutex2var_epi16(_mm512_loadu_si512(p), idx1,
+                                          _mm512_loadu_si512(p + 64));
+    if (!one) {
+        const __m512i idx2 = _mm512_set_epi16(
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            WIDX(7, m, o2), WIDX(6, m, o2), WIDX(5, m, o2), WIDX(4, m, o2), 0, 0, 0, 0,
+            WIDX(7, 0, o2), WIDX(6, 0, o2), WIDX(5, 0, o2), WIDX(4, 0, o2), 0, 0, 0, 0);
+        __m512i t2 = _mm512_permutex2var_epi16(_mm512_loadu_si512(p + o2), idx2,
+                                               _mm512_loadu_si512(p + o2 + 64));
+        t = _mm512_mask_blend_epi16(0xF0F0, t, t2);
+    }
+    return _mm512_castsi512_si256(t);
+}
+#undef WIDX
+
 /* Q4_0 / Q5_0 x Q8_0: unsigned codes u (0..15 / 0..31), result d_w d_x (Σ u x - off Σ x).
  * Q4_1 / Q5_1 x Q8_1: d_w d_x Σ u x + m_w s_x.
  * Two blocks per 512-bit step; their scale products d_w d_x form one vector (lanes 0-7 and
  * 8-15). (Gathering both d's with one masked load + vpermw was tried: more 512-bit uops, which
  * Zen 4 executes as two halves, and 15% slower.)
+ * GROUP (Q4_0, Q5_0; needs SUMS) first runs groups of 8 blocks: the 8 d_w (h8) and 8 d_x
+ * (h8i) are converted by one vcvtph2ps each and multiplied once, the offset term is one ymm
+ * FMA with the 8 appended Σq, and each block pair takes its two products with one vpermps
+ * (a store + broadcast reload instead was slower; so was packing two pairs' sums to int16 and
+ * pair-summing them with vpmaddwd). For the _1 formats the same grouping was slower (two
+ * windows and 16 halves per side): they keep the pair loop.
+ * CODES2 unpacks a block pair's nibbles (nib2b, or nib2g with GFNI).
  * H2/H1 add the 5th bit (Q5_x), OFF is the code offset, MS the tail's m·s term. */
 /* two unaligned floats [p[0], p[1], 0, 0] (movq); lane 0 + lane 1 */
 #define LOAD2F(p) _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(p)))
 #define LANES01(v) (_mm_cvtss_f32(v) + _mm_cvtss_f32(_mm_shuffle_ps(v, v, 1)))
-#define QBLK_KERNEL(NAME, WB, XB, H2, H1, OFF, MS, PAIRF, DI1, MSL, SUMS)                     \
+/* group scales: weights by vpermt2w windows (h8; one window for Q4_0, two for Q5_0: measured
+ * faster than h8i there), activations in general registers (h8i) */
+#define HW h8
+#define HX h8i
+#define QBLK_KERNEL(NAME, WB, XB, H2, H1, OFF, MS, PAIRF, DI1, MSL, SUMS, GROUP, CODES2)      \
     AI void NAME##_nx(int64_t K, const WB *w, const XB *x, size_t xs, float *y, size_t ys,     \
                       const int nx) {                                                          \
         const int64_t nb = K / 32;                                                             \
@@ -279,9 +370,58 @@ AI uint32_t rd32(const uint8_t *p) {
         }                                                                                      \
         const __m512i voff = _mm512_set1_epi8(OFF);                                            \
         int64_t ib = 0;                                                                        \
+        __m512 acc2[LM_NX_MAX];                                                                \
+        __m256 acco[LM_NX_MAX]; /* the groups' Σ d_w d_x Σq_x */                               \
+        for (int j = 0; j < nx; j++) {                                                         \
+            acc2[j] = _mm512_setzero_ps();                                                     \
+            acco[j] = _mm256_setzero_ps();                                                     \
+        }                                                                                      \
+        for (; GROUP && SUMS && ib + 8 <= nb; ib += 8) {                                       \
+            const WB *wg = w + ib;                                                             \
+            const __m128i hw =                                                                 \
+                _mm256_castsi256_si128(HW((const uint8_t *)wg, (int)sizeof(WB), 1));           \
+            __m512 pr[LM_NX_MAX];                                                              \
+            for (int j = 0; j < nx; j++) {                                                     \
+                const __m128i hx =                                                             \
+                    _mm256_castsi256_si128(HX((const uint8_t *)(xr[j] + ib), (int)sizeof(XB),   \
+                                              1));                                             \
+                const __m256 p8 = _mm256_mul_ps(_mm256_cvtph_ps(hw), _mm256_cvtph_ps(hx));     \
+                pr[j] = _mm512_castps256_ps512(p8);                                            \
+                const __m256 s8 = _mm256_loadu_ps((const float *)(xsum[j] + 4 * ib));          \
+                acco[j] = _mm256_fmadd_ps(p8, s8, acco[j]);                                    \
+            }                                                                                  \
+            _Pragma("GCC unroll 4") for (int g = 0; g < 4; g++) {                              \
+                const WB *b0 = wg + 2 * g, *b1 = b0 + 1;                                       \
+                __m512i q = CODES2(b0->qs, b1->qs);                                            \
+                q = H2(q, b0, b1);                                                             \
+                const __m512i sidx = _mm512_set_epi32(                                         \
+                    2 * g + 1, 2 * g + 1, 2 * g + 1, 2 * g + 1, 2 * g + 1, 2 * g + 1,          \
+                    2 * g + 1, 2 * g + 1, 2 * g, 2 * g, 2 * g, 2 * g, 2 * g, 2 * g, 2 * g,     \
+                    2 * g);                                                                    \
+                for (int j = 0; j < nx; j++) {                                                 \
+                    const XB *a0 = xr[j] + ib + 2 * g, *a1 = a0 + 1;                           \
+                    __m512i xv = load2x32(a0->qs, a1->qs);                                     \
+                    __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, xv);            \
+                    __m512 sc = _mm512_permutexvar_ps(sidx, pr[j]);                            \
+                    if (g & 1)                                                                 \
+                        acc2[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, acc2[j]);         \
+                    else                                                                       \
+                        acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, acc[j]);           \
+                }                                                                              \
+            }                                                                                  \
+        }                                                                                      \
+        float gx[LM_NX_MAX]; /* the groups' -off Σ d_w d_x Σq_x */                              \
+        for (int j = 0; j < nx; j++) {                                                         \
+            acc[j] = _mm512_add_ps(acc[j], acc2[j]);                                           \
+            __m128 v = _mm_add_ps(_mm256_castps256_ps128(acco[j]),                             \
+                                  _mm256_extractf128_ps(acco[j], 1));                          \
+            v = _mm_add_ps(v, _mm_movehl_ps(v, v));                                            \
+            v = _mm_add_ss(v, _mm_movehdup_ps(v));                                             \
+            gx[j] = -(float)(OFF) * _mm_cvtss_f32(v);                                          \
+        }                                                                                      \
         for (; ib + 2 <= nb; ib += 2) {                                                        \
             const WB *b0 = w + ib, *b1 = w + ib + 1;                                           \
-            __m512i q = nib2(b0->qs, b1->qs);                                                  \
+            __m512i q = CODES2(b0->qs, b1->qs);                                                \
             q = H2(q, b0, b1);                                                                 \
             const __m128 fw = PAIRF(&b0->d, &b1->d);                                           \
             for (int j = 0; j < nx; j++) {                                                     \
@@ -320,15 +460,15 @@ AI uint32_t rd32(const uint8_t *p) {
             }                                                                                  \
         }                                                                                      \
         for (int j = 0; j < nx; j++)                                                           \
-            y[j * ys] = _mm512_reduce_add_ps(acc[j]) + MSL(accm[j]) + tail[j] -               \
+            y[j * ys] = _mm512_reduce_add_ps(acc[j]) + MSL(accm[j]) + tail[j] + gx[j] -       \
                         (SUMS ? (float)(OFF) * LANES01(accs[j]) : 0.0f);                       \
     }
 
-/* 5th bit of two blocks (64 bytes; byte k is element k % 32 of block k / 32) / one block */
+/* 5th bit of two blocks (64 bytes; byte k is element k % 32 of block k / 32) / one block; the
+ * pair form is one masked vpaddb (+16 where the qh bit is set; the nibble is < 16, so + is |) */
 #define HI5_2(q, b0, b1)                                                                       \
-    _mm512_or_si512(q, _mm512_maskz_mov_epi8((__mmask64)rd32((b0)->qh) |                       \
-                                                 (__mmask64)rd32((b1)->qh) << 32,              \
-                                             _mm512_set1_epi8(0x10)))
+    _mm512_mask_add_epi8(q, (__mmask64)rd32((b0)->qh) | (__mmask64)rd32((b1)->qh) << 32, q,     \
+                         _mm512_set1_epi8(0x10))
 #define HI5_1(q, b0)                                                                           \
     _mm256_or_si256(q, _mm256_maskz_mov_epi8(rd32((b0)->qh), _mm256_set1_epi8(0x10)))
 #define NO_HI(q, ...) ((void)0, q)
@@ -340,15 +480,24 @@ AI uint32_t rd32(const uint8_t *p) {
 #define MS_LANES(v)                                                                             \
     (_mm_cvtss_f32(_mm_shuffle_ps(v, v, 1)) + _mm_cvtss_f32(_mm_shuffle_ps(v, v, 3)))
 #define NO_LANES(v) 0.0f
-QBLK_KERNEL(q4_0, lm_block_q4_0, lm_block_q8_0, NO_HI, NO_HI, 8, NO_MS, pair_h, 1, NO_LANES, 1)
-QBLK_KERNEL(q5_0, lm_block_q5_0, lm_block_q8_0, HI5_2, HI5_1, 16, NO_MS, pair_h, 1, NO_LANES, 1)
-QBLK_KERNEL(q4_1, lm_block_q4_1, lm_block_q8_1, NO_HI, NO_HI, 0, MS_TERM, pair_dm, 2, MS_LANES, 0)
-QBLK_KERNEL(q5_1, lm_block_q5_1, lm_block_q8_1, HI5_2, HI5_1, 0, MS_TERM, pair_dm, 2, MS_LANES, 0)
-
-VDOT_ENTRY(q4_0, lm_block_q4_0, lm_block_q8_0)
-VDOT_ENTRY(q5_0, lm_block_q5_0, lm_block_q8_0)
-VDOT_ENTRY(q4_1, lm_block_q4_1, lm_block_q8_1)
-VDOT_ENTRY(q5_1, lm_block_q5_1, lm_block_q8_1)
+#define QBLK_ALL(SFX, CODES2)                                                                   \
+    QBLK_KERNEL(q4_0##SFX, lm_block_q4_0, lm_block_q8_0, NO_HI, NO_HI, 8, NO_MS, pair_h, 1,      \
+                NO_LANES, 1, 1, CODES2)                                                         \
+    QBLK_KERNEL(q5_0##SFX, lm_block_q5_0, lm_block_q8_0, HI5_2, HI5_1, 16, NO_MS, pair_h, 1,     \
+                NO_LANES, 1, 1, CODES2)                                                         \
+    QBLK_KERNEL(q4_1##SFX, lm_block_q4_1, lm_block_q8_1, NO_HI, NO_HI, 0, MS_TERM, pair_dm, 2,   \
+                MS_LANES, 0, 0, CODES2)                                                         \
+    QBLK_KERNEL(q5_1##SFX, lm_block_q5_1, lm_block_q8_1, HI5_2, HI5_1, 0, MS_TERM, pair_dm, 2,   \
+                MS_LANES, 0, 0, CODES2)                                                         \
+    VDOT_ENTRY(q4_0##SFX, lm_block_q4_0, lm_block_q8_0)                                         \
+    VDOT_ENTRY(q5_0##SFX, lm_block_q5_0, lm_block_q8_0)                                         \
+    VDOT_ENTRY(q4_1##SFX, lm_block_q4_1, lm_block_q8_1)                                         \
+    VDOT_ENTRY(q5_1##SFX, lm_block_q5_1, lm_block_q8_1)
+QBLK_ALL(, nib2b)
+#pragma GCC push_options
+#pragma GCC target("gfni")
+QBLK_ALL(_gf, nib2g)
+#pragma GCC pop_options
 
 AI void q8_0_nx(int64_t K, const lm_block_q8_0 *w, const lm_block_q8_0 *x, size_t xs, float *y,
                 size_t ys, const int nx) {
@@ -895,6 +1044,13 @@ void lm_cpu_kernels_fill_avx512(lm_cpu_kernels *k) {
     SET(LM_DTYPE_Q4_1, vdot_q4_1);
     SET(LM_DTYPE_Q5_0, vdot_q5_0);
     SET(LM_DTYPE_Q5_1, vdot_q5_1);
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("gfni")) { /* the nibble unpack in one instruction */
+        SET(LM_DTYPE_Q4_0, vdot_q4_0_gf);
+        SET(LM_DTYPE_Q4_1, vdot_q4_1_gf);
+        SET(LM_DTYPE_Q5_0, vdot_q5_0_gf);
+        SET(LM_DTYPE_Q5_1, vdot_q5_1_gf);
+    }
     SET(LM_DTYPE_Q8_0, vdot_q8_0);
     SET(LM_DTYPE_Q2_K, vdot_q2_K);
     SET(LM_DTYPE_Q3_K, vdot_q3_K);
