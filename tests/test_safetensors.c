@@ -240,8 +240,10 @@ static void test_corruption_matrix(void) {
          "'t': shape[0]"},
         {"shape string", "{\"t\":{\"dtype\":\"U8\",\"shape\":[\"2\"],\"data_offsets\":[0,2]}}",
          2, "'t': shape[0]"},
+        /* beyond int64: the JSON layer reads the document's numbers as reals, and the shape
+         * check refuses the non-integer */
         {"shape huge", "{\"t\":{\"dtype\":\"U8\",\"shape\":[99999999999999999999],"
-                       "\"data_offsets\":[0,1]}}", 1, "invalid JSON"},
+                       "\"data_offsets\":[0,1]}}", 1, "'t': shape[0]"},
         {"shape product overflow",
          "{\"t\":{\"dtype\":\"U8\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,1]}}",
          1, "'t': shape element count overflows"},
