@@ -696,28 +696,6 @@ static void test_writer_python_reads(void) {
     T_CHECK(strcmp(out, want) == 0, "python read:\n%swe expect:\n%s", out, want);
 }
 
-/* Decompresses a .gguf.gz into the test's temp dir; returns the path or NULL. */
-static const char *gunzip_to_tmp(const char *gz, const char *name) {
-    static char out[1024];
-    char cmd[2048];
-    snprintf(out, sizeof out, "%s/%s", t_tmpdir(), name);
-    snprintf(cmd, sizeof cmd, "gzip -dc '%s'", gz);
-    FILE *in = popen(cmd, "r");
-    if (!in) return NULL;
-    FILE *o = fopen(out, "wb");
-    if (!o) {
-        pclose(in);
-        return NULL;
-    }
-    char buf[1 << 16];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
-        fwrite(buf, 1, n, o);
-    int wr = fclose(o);
-    int rc = pclose(in);
-    return rc == 0 && wr == 0 ? out : NULL;
-}
-
 static void test_vocab_files(void) {
     /* model and token count: ../shared/testdata/vocab/SOURCES.md (its table, and for the
      * vocabs the table groups together, the Python gguf package's reading); n_kv: GGUFReader's
@@ -755,7 +733,7 @@ static void test_vocab_files(void) {
             continue;
         }
         fclose(probe);
-        const char *path = gunzip_to_tmp(gz, "vocab.gguf");
+        const char *path = t_gunzip(gz, "vocab.gguf");
         T_CHECK(path != NULL, "%s: cannot decompress", V[i].file);
         if (!path) continue;
         lm_err e;

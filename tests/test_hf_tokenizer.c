@@ -374,27 +374,6 @@ static const struct vec_model {
 };
 /* clang-format on */
 
-static const char *gunzip_to_tmp(const char *gz, const char *name) {
-    static char out[1024];
-    char cmd[2048];
-    snprintf(out, sizeof out, "%s/%s", t_tmpdir(), name);
-    snprintf(cmd, sizeof cmd, "gzip -dc '%s'", gz);
-    FILE *in = popen(cmd, "r");
-    if (!in) return NULL;
-    FILE *o = fopen(out, "wb");
-    if (!o) {
-        pclose(in);
-        return NULL;
-    }
-    char buf[1 << 16];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
-        fwrite(buf, 1, n, o);
-    int wr = fclose(o);
-    int rc = pclose(in);
-    return rc == 0 && wr == 0 ? out : NULL;
-}
-
 /* The GGUF vocabulary as a tokenizer.json document (NULL on failure). */
 static char *gguf_to_tokenizer_json(const char *gguf_path, const struct vec_model *m) {
     lm_gguf *g = NULL;
@@ -483,7 +462,7 @@ static void test_llamacpp_vectors_via_json(void) {
         snprintf(outp, sizeof outp, "%s", t_shared_path(out_rel));
         if (!exists(gz) || !exists(inp) || !exists(outp)) continue;
         snprintf(name, sizeof name, "vocab-%s.gguf", m->name);
-        const char *gguf = gunzip_to_tmp(gz, name);
+        const char *gguf = t_gunzip(gz, name);
         T_REQUIRE(gguf != NULL, "gunzip %s", gz);
         char *json = gguf_to_tokenizer_json(gguf, m);
         T_REQUIRE(json != NULL, "%s: could not write tokenizer.json", m->name);
@@ -556,7 +535,7 @@ static void test_llamacpp_vectors_via_json(void) {
 static void test_api_builtin_llama3(void) {
     const char *gz = t_shared_path("testdata/vocab/ggml-vocab-llama-bpe.gguf.gz");
     if (!exists(gz)) T_SKIP("%s missing", gz);
-    const char *path = gunzip_to_tmp(gz, "api-llama-bpe.gguf");
+    const char *path = t_gunzip(gz, "api-llama-bpe.gguf");
     T_REQUIRE(path != NULL, "gunzip");
     lm_vocab *v = NULL;
     char err[512];

@@ -31,25 +31,6 @@ typedef struct cached {
 static cached g_cache[32];
 static int g_ncache;
 
-/* Decompresses NAME's GGUF into the temp dir (once); returns its path or NULL. */
-static const char *vocab_path(const char *name) {
-    static char out[512];
-    char gz[512];
-    snprintf(out, sizeof out, "%s/ggml-vocab-%s.gguf", t_tmpdir(), name);
-    if (access(out, R_OK) == 0) return out;
-    snprintf(gz, sizeof gz, "%s", t_shared_path("testdata/vocab/"));
-    size_t l = strlen(gz);
-    snprintf(gz + l, sizeof gz - l, "ggml-vocab-%s.gguf.gz", name);
-    if (access(gz, R_OK) != 0) {
-        snprintf(gz + l, sizeof gz - l, "llama.cpp-v0.4.0/ggml-vocab-%s.gguf.gz", name);
-        if (access(gz, R_OK) != 0) return NULL;
-    }
-    char cmd[1200];
-    snprintf(cmd, sizeof cmd, "gzip -dc '%s' > '%s.part' && mv '%s.part' '%s'", gz, out, out, out);
-    if (system(cmd) != 0) return NULL;
-    return out;
-}
-
 static lm_tokenizer *load_vocab(const char *name, char *why, size_t why_len) {
     for (int i = 0; i < g_ncache; i++)
         if (strcmp(g_cache[i].name, name) == 0) {
@@ -58,7 +39,7 @@ static lm_tokenizer *load_vocab(const char *name, char *why, size_t why_len) {
         }
     cached *c = &g_cache[g_ncache++];
     snprintf(c->name, sizeof c->name, "%s", name);
-    const char *p = vocab_path(name);
+    const char *p = t_vocab_gguf(name);
     if (!p) {
         snprintf(why, why_len, "no GGUF for '%s' in the test data", name);
         c->failed = 1;

@@ -52,6 +52,31 @@ const char *t_tmpdir(void) {
     return dir;
 }
 
+const char *t_gunzip(const char *gz, const char *name) {
+    static char out[1024];
+    char cmd[2600];
+    snprintf(out, sizeof out, "%s/%s", t_tmpdir(), name);
+    snprintf(cmd, sizeof cmd, "gzip -dc '%s' > '%s.part' && mv '%s.part' '%s'", gz, out, out, out);
+    return system(cmd) == 0 ? out : NULL;
+}
+
+const char *t_vocab_gguf(const char *name) {
+    static char out[1024];
+    char gz[1024], file[256];
+    snprintf(file, sizeof file, "ggml-vocab-%s.gguf", name);
+    snprintf(out, sizeof out, "%s/%s", t_tmpdir(), file);
+    if (access(out, R_OK) == 0) return out;
+    snprintf(gz, sizeof gz, "%s/%s.gz", t_shared_path("testdata/vocab"), file);
+    if (access(gz, R_OK) != 0) {
+        snprintf(gz, sizeof gz, "%s/%s.gz", t_shared_path("testdata/vocab/llama.cpp-v0.4.0"), file);
+        if (access(gz, R_OK) != 0) return NULL;
+    }
+    const char *p = t_gunzip(gz, file);
+    if (!p) return NULL;
+    snprintf(out, sizeof out, "%s", p);
+    return out;
+}
+
 static unsigned long long t_state = 0x9E3779B97F4A7C15ull;
 void t_srand(unsigned long long seed) { t_state = seed ? seed : 0x9E3779B97F4A7C15ull; }
 unsigned long long t_rand_u64(void) {

@@ -54,6 +54,12 @@ int t_finish(void);
 const char *t_shared_path(const char *rel);
 /* A fresh temporary directory for this test program (removed by nobody: under /tmp). */
 const char *t_tmpdir(void);
+/* Decompresses the gzip file gz into t_tmpdir()/name; returns that path (a static buffer,
+ * valid until the next call) or NULL on failure. */
+const char *t_gunzip(const char *gz, const char *name);
+/* Path of llama.cpp's vocabulary GGUF "ggml-vocab-NAME.gguf" from the shared test data
+ * (top-level or llama.cpp-v0.4.0/), decompressed once into t_tmpdir(); NULL if absent. */
+const char *t_vocab_gguf(const char *name);
 /* Deterministic xorshift random numbers for tests. */
 unsigned long long t_rand_u64(void);
 float t_rand_f32(float lo, float hi);
