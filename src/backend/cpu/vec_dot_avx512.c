@@ -272,8 +272,18 @@ AI __m512i nib2b(const uint8_t *qs0, const uint8_t *qs1) {
  * takes each byte's low nibble in 128-bit lanes 0 and 2 and its high nibble in lanes 1 and 3
  * (a per-qword 8x8 bit matrix: row 7 - i selects the input bit of output bit i), replacing the
  * masked shift and the AND. */
-#pragma GCC push_options
-#pragma GCC target("gfni")
+/* GFNI code is compiled for GFNI only inside these brackets (the rest of the file must run on
+ * AVX-512 CPUs without it); gcc and clang spell that differently. */
+#if defined(__clang__)
+#define LM_GFNI_BEGIN                                                                          \
+    _Pragma("clang attribute push (__attribute__((target(\"gfni\"))), apply_to = function)")
+#define LM_GFNI_END _Pragma("clang attribute pop")
+#else
+#define LM_GFNI_BEGIN _Pragma("GCC push_options") _Pragma("GCC target(\"gfni\")")
+#define LM_GFNI_END _Pragma("GCC pop_options")
+#endif
+
+LM_GFNI_BEGIN
 AI __m512i nib2g(const uint8_t *qs0, const uint8_t *qs1) {
     __m256i a = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs0));
     __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs1));
@@ -281,7 +291,7 @@ AI __m512i nib2g(const uint8_t *qs0, const uint8_t *qs1) {
     const long long lo = 0x0102040800000000LL, hi = 0x1020408000000000LL;
     return _mm512_gf2p8affine_epi64_epi8(t, _mm512_set_epi64(hi, hi, lo, lo, hi, hi, lo, lo), 0);
 }
-#pragma GCC pop_options
+LM_GFNI_END
 
 /* 8 fp16 values at p + s i (i < 8) as an xmm, merged in two general registers (two vmovq, one
  * vpunpcklqdq). For the activation scales this beat vpinsrw (7 shuffle uops), two vpermt2w
@@ -494,10 +504,9 @@ AI __m256i h8(const uint8_t *p, const int s, const int nm) {
     VDOT_ENTRY(q4_1##SFX, lm_block_q4_1, lm_block_q8_1)                                         \
     VDOT_ENTRY(q5_1##SFX, lm_block_q5_1, lm_block_q8_1)
 QBLK_ALL(, nib2b)
-#pragma GCC push_options
-#pragma GCC target("gfni")
+LM_GFNI_BEGIN
 QBLK_ALL(_gf, nib2g)
-#pragma GCC pop_options
+LM_GFNI_END
 
 AI void q8_0_nx(int64_t K, const lm_block_q8_0 *w, const lm_block_q8_0 *x, size_t xs, float *y,
                 size_t ys, const int nx) {
