@@ -81,7 +81,11 @@ typedef struct lm_model_params {
 lm_model_params lm_model_default_params(void);
 
 /* Loads a model: a .gguf file, or a Hugging Face directory (config.json + safetensors, F32/F16/
- * BF16 or MLX affine packs, with tokenizer.json); weights stay mapped from the files. */
+ * BF16 or MLX affine packs, with tokenizer.json); weights stay mapped from the files.
+ * A path that does not exist is taken as the short name of an installed model in the models
+ * directory ($LEMMA_MODELS, default ./models): NAME.gguf, else the one .gguf file or directory
+ * whose name starts with NAME (case-insensitive); none or several → LM_ERR_NOT_FOUND /
+ * LM_ERR_INVALID_ARG naming the candidates. lm_vocab_load resolves names the same way. */
 lm_status lm_model_load(const char *path, const lm_model_params *params, lm_model **out,
                         char *err, size_t err_len);
 void lm_model_free(lm_model *m);
@@ -122,6 +126,14 @@ size_t lm_session_n_tokens(const lm_session *s);
 /* Forgets everything after the first n tokens (n <= current length). */
 lm_status lm_session_truncate(lm_session *s, size_t n);
 
+/* Added to a token's logit before penalties and sampling. bias may be -INFINITY to ban the
+ * token; +INFINITY and NaN are LM_ERR_INVALID_ARG (use a large finite bias to force one), as
+ * is a token outside [0, n_vocab). Biases of a token listed twice add up. */
+typedef struct lm_logit_bias {
+    int32_t token;
+    float bias;
+} lm_logit_bias;
+
 typedef struct lm_sampler_params {
     float temperature;       /* 0 = greedy (argmax); default 0.8 */
     int32_t top_k;           /* keep the k most likely; 0 = off; default 40 */
@@ -132,12 +144,15 @@ typedef struct lm_sampler_params {
     float frequency_penalty; /* subtracted per occurrence; default 0 */
     float presence_penalty;  /* subtracted once per present token; default 0 */
     uint64_t seed;           /* RNG seed: the same seed and inputs give the same output */
+    const lm_logit_bias *logit_bias; /* n_logit_bias entries (read during the call only);
+                                        default none */
+    size_t n_logit_bias;
 } lm_sampler_params;
 lm_sampler_params lm_sampler_default_params(void);
 
 /* Called for every generated token with the text it completes (valid UTF-8, possibly empty
- * when a character spans tokens); a last call with token -1 may deliver held-back bytes at the
- * end. Return non-zero to stop generating. */
+ * when a character spans tokens or the text may begin a stop string); a last call with token
+ * -1 may deliver held-back bytes at the end. Return non-zero to stop generating. */
 typedef int (*lm_token_callback)(void *user, int32_t token, const char *text, size_t len);
 
 typedef struct lm_generate_params {
@@ -147,6 +162,16 @@ typedef struct lm_generate_params {
                                     EOG token itself is not passed to the callback */
     lm_token_callback on_token;  /* may be NULL */
     void *user;
+    /* Stop strings (default none): generation ends as soon as the generated text (as passed
+     * to the callback: special tokens not rendered) contains one of them. Neither the stop
+     * string nor anything after it reaches the callback; text that may begin a stop string is
+     * held back until decided, and flushed at the end (token -1) if no stop string matched.
+     * The token completing a stop string is passed to the callback (with the text before the
+     * stop string, possibly empty) but, like an EOG token, not appended to the session.
+     * NULL, empty or invalid UTF-8 entries are LM_ERR_INVALID_ARG; needs the model's
+     * tokenizer (LM_ERR_UNSUPPORTED without one). */
+    const char *const *stop;
+    size_t n_stop;
 } lm_generate_params;
 lm_generate_params lm_generate_default_params(void);
 

@@ -20,6 +20,7 @@
 #include "core/alloc.h"
 #include "core/file.h"
 #include "core/json.h"
+#include "engine/model_path.h"
 #include "format/gguf.h"
 #include "template/template.h"
 #include "tokenizer/hf_tokenizer.h"
@@ -247,8 +248,14 @@ lm_status lm_vocab_load(const char *model_path, lm_vocab **out, char *err, size_
         return fail(&e, err, err_len, st);
     }
     *out = NULL;
+    /* a short name of an installed model, as lm_model_load takes (engine/model_path.h) */
+    char *resolved = NULL;
+    if ((st = lm_model_path_resolve(model_path, &resolved, &e)))
+        return fail(&e, err, err_len, st);
+    if (resolved) model_path = resolved;
     lm_vocab *v = lm_calloc(1, sizeof *v);
     if (!v) {
+        lm_free(resolved);
         st = lm_err_set(&e, LM_ERR_NOMEM, "out of memory");
         return fail(&e, err, err_len, st);
     }
@@ -273,9 +280,11 @@ lm_status lm_vocab_load(const char *model_path, lm_vocab **out, char *err, size_
     }
     if (st) {
         if (!strstr(e.msg, model_path)) lm_err_prefix(&e, "%s", model_path);
+        lm_free(resolved);
         lm_vocab_free(v);
         return fail(&e, err, err_len, st);
     }
+    lm_free(resolved);
     *out = v;
     return LM_OK;
 }

@@ -3,7 +3,7 @@
  *
  *   lemma chat -m MODEL [-t THREADS] [--temp T] [--seed S] [--top-k K] [--top-p P]
  *              [--min-p P] [--repeat-penalty R] [-n MAX_TOKENS_PER_TURN] [-c CTX]
- *              [--system TEXT] [--metrics]
+ *              [--system TEXT] [--stop S]... [--logit-bias TOKEN=BIAS]... [--metrics]
  *
  * Each line of stdin is one user turn; the reply streams to stdout, followed by a newline.
  * The prompt marker "> " goes to stderr, and only when stdin is a terminal. EOF ends the chat.
@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -43,9 +44,15 @@ static void chat_usage(FILE *f) {
                "  --repeat-penalty R   1 = off (default 1)\n"
                "  -c CTX               context length (default min(model, 4096))\n"
                "  -t THREADS           compute threads (default: all CPUs)\n"
+               "  --stop S             end a reply when it contains S (repeatable, up to 16);\n"
+               "                       S itself is not printed nor kept in the conversation\n"
+               "  --logit-bias T=B     add B (a number, or -inf to ban) to token T's logit\n"
+               "                       (repeatable)\n"
                "  --metrics            after each reply, a JSON line of metrics on stderr: tokens\n"
                "                       reused from the session, appended, generated; timings\n");
 }
+
+enum { MAX_STOP = 16, MAX_LOGIT_BIAS = 1024 };
 
 /* ---- small growable buffers ------------------------------------------------------------ */
 
@@ -207,8 +214,10 @@ static lm_status sync_session(chat *c, const char *rendered) {
             k++;
         if (!c->warned_reprocess) {
             fprintf(stderr,
-                    "lemma chat: the chat template rewrites earlier turns; the session is cut "
-                    "back to the common prefix (%zu of %zu tokens) and the rest re-processed\n",
+                    "lemma chat: the new rendering differs from what the session holds (the "
+                    "chat template rewrites earlier turns, or a reply ended at a --stop string); "
+                    "the session is cut back to the common prefix (%zu of %zu tokens) and the "
+                    "rest re-processed\n",
                     k, c->toks.n);
             c->warned_reprocess = 1;
         }
@@ -345,6 +354,9 @@ int cmd_chat(int argc, char **argv) {
     long v;
     lm_model_params mp = lm_model_default_params();
     lm_session_params sp = lm_session_default_params();
+    const char *stops[MAX_STOP];
+    size_t n_stop = 0, n_bias = 0;
+    lm_logit_bias biases[MAX_LOGIT_BIAS];
     lm_generate_params gp = lm_generate_default_params();
     gp.max_tokens = 512;
     for (int i = 1; i < argc; i++) {
@@ -391,6 +403,23 @@ int cmd_chat(int argc, char **argv) {
         } else if (!strcmp(a, "--repeat-penalty")) {
             if (!cli_parse_float("chat", a, next, 0.0f, 1e6f, 1, 0, &gp.sampling.repeat_penalty)) return 2;
             i++;
+        } else if (!strcmp(a, "--stop")) {
+            if (!next || !*next) {
+                fprintf(stderr, "lemma chat: --stop expects a non-empty string\n");
+                return 2;
+            }
+            if (n_stop == MAX_STOP) {
+                fprintf(stderr, "lemma chat: at most %d --stop strings\n", MAX_STOP);
+                return 2;
+            }
+            stops[n_stop++] = next, i++;
+        } else if (!strcmp(a, "--logit-bias")) {
+            if (n_bias == MAX_LOGIT_BIAS) {
+                fprintf(stderr, "lemma chat: at most %d --logit-bias options\n", MAX_LOGIT_BIAS);
+                return 2;
+            }
+            if (!cli_parse_logit_bias("chat", next, &biases[n_bias])) return 2;
+            n_bias++, i++;
         } else if (!strcmp(a, "--metrics")) {
             metrics = 1;
         } else {
@@ -405,6 +434,10 @@ int cmd_chat(int argc, char **argv) {
         return 2;
     }
     if (!seed_set) gp.sampling.seed = (uint64_t)time(NULL);
+    gp.stop = stops;
+    gp.n_stop = n_stop;
+    gp.sampling.logit_bias = biases;
+    gp.sampling.n_logit_bias = n_bias;
     gp.stop_at_eog = 1;
 
     char err[512];
@@ -421,6 +454,14 @@ int cmd_chat(int argc, char **argv) {
         fprintf(stderr, "lemma chat: %s\n", err);
         goto done;
     }
+    /* a bias for a token the model lacks is a usage error, reported before any work */
+    for (size_t i = 0; i < n_bias; i++)
+        if (biases[i].token >= lm_model_n_vocab(m)) {
+            fprintf(stderr, "lemma chat: --logit-bias: token %d is outside the vocabulary "
+                    "[0, %d)\n", biases[i].token, lm_model_n_vocab(m));
+            rc = 2;
+            goto done;
+        }
     /* the public API gives no lm_vocab of a loaded model: load the same file's vocabulary */
     if (lm_vocab_load(model_path, &c.v, err, sizeof err) != LM_OK) {
         fprintf(stderr, "lemma chat: %s\n", err);

@@ -2,6 +2,8 @@
 #include "cli_util.h"
 
 #include <errno.h>
+#include <stdint.h>
+#include <strings.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,4 +76,31 @@ char *cli_read_file(const char *cmd, const char *path, size_t max, size_t *len) 
     buf[n] = '\0';
     if (len) *len = n;
     return buf;
+}
+
+int cli_parse_logit_bias(const char *cmd, const char *s, lm_logit_bias *out) {
+    const char *eq = s ? strchr(s, '=') : NULL;
+    char *end;
+    if (eq && eq > s && eq[1]) {
+        errno = 0;
+        long t = strtol(s, &end, 10);
+        if (!errno && end == eq && t >= 0 && t <= INT32_MAX) {
+            const char *b = eq + 1;
+            float v;
+            if (!strcasecmp(b, "-inf") || !strcasecmp(b, "-infinity")) {
+                v = -INFINITY;
+            } else {
+                errno = 0;
+                v = strtof(b, &end);
+                if (errno || end == b || *end || !isfinite(v)) goto bad;
+            }
+            out->token = (int32_t)t;
+            out->bias = v;
+            return 1;
+        }
+    }
+bad:
+    fprintf(stderr, "lemma %s: --logit-bias expects TOKEN=BIAS (a token id, a number or -inf), "
+            "got '%s'\n", cmd, s ? s : "");
+    return 0;
 }

@@ -3,7 +3,7 @@
  *
  *   lemma run -m MODEL -p PROMPT [-n N] [--temp T] [--seed S] [--top-k K] [--top-p P]
  *             [--min-p P] [--repeat-penalty R] [-c CTX] [-b BATCH] [-t THREADS]
- *             [--chat] [--metrics]
+ *             [--stop S]... [--logit-bias TOKEN=BIAS]... [--chat] [--metrics]
  *
  * Only the generated text goes to stdout; errors go to stderr; --metrics prints one JSON line
  * of metrics to stderr at the end. Exit codes: 0 ok, 1 runtime error (model file, memory),
@@ -16,9 +16,11 @@
 #include "lemma.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 static void run_usage(FILE *f) {
@@ -34,9 +36,15 @@ static void run_usage(FILE *f) {
             "  -c CTX               context length (default min(model, 4096))\n"
             "  -b BATCH             prefill chunk (default 256)\n"
             "  -t THREADS           compute threads (default: all CPUs)\n"
+            "  --stop S             stop when the text contains S (repeatable, up to 16);\n"
+            "                       S itself is not printed\n"
+            "  --logit-bias T=B     add B (a number, or -inf to ban) to token T's logit\n"
+            "                       (repeatable)\n"
             "  --chat               wrap the prompt as a user message in the chat template\n"
             "  --metrics            print a JSON line of metrics to stderr at the end\n");
 }
+
+enum { MAX_STOP = 16, MAX_LOGIT_BIAS = 1024 };
 
 static int print_token(void *user, int32_t token, const char *text, size_t len) {
     if (len) {
@@ -52,6 +60,9 @@ int cmd_run(int argc, char **argv) {
     long v;
     lm_model_params mp = lm_model_default_params();
     lm_session_params sp = lm_session_default_params();
+    const char *stops[MAX_STOP];
+    size_t n_stop = 0, n_bias = 0;
+    lm_logit_bias biases[MAX_LOGIT_BIAS];
     lm_generate_params gp = lm_generate_default_params();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
@@ -92,6 +103,23 @@ int cmd_run(int argc, char **argv) {
         } else if (!strcmp(a, "--repeat-penalty")) {
             if (!cli_parse_float("run", a, next, -FLT_MAX, FLT_MAX, 0, 0, &gp.sampling.repeat_penalty)) return 2;
             i++;
+        } else if (!strcmp(a, "--stop")) {
+            if (!next || !*next) {
+                fprintf(stderr, "lemma run: --stop expects a non-empty string\n");
+                return 2;
+            }
+            if (n_stop == MAX_STOP) {
+                fprintf(stderr, "lemma run: at most %d --stop strings\n", MAX_STOP);
+                return 2;
+            }
+            stops[n_stop++] = next, i++;
+        } else if (!strcmp(a, "--logit-bias")) {
+            if (n_bias == MAX_LOGIT_BIAS) {
+                fprintf(stderr, "lemma run: at most %d --logit-bias options\n", MAX_LOGIT_BIAS);
+                return 2;
+            }
+            if (!cli_parse_logit_bias("run", next, &biases[n_bias])) return 2;
+            n_bias++, i++;
         } else if (!strcmp(a, "--chat")) {
             chat = 1;
         } else if (!strcmp(a, "--metrics")) {
@@ -108,6 +136,10 @@ int cmd_run(int argc, char **argv) {
         return 2;
     }
     if (!seed_set) gp.sampling.seed = (uint64_t)time(NULL);
+    gp.stop = stops;
+    gp.n_stop = n_stop;
+    gp.sampling.logit_bias = biases;
+    gp.sampling.n_logit_bias = n_bias;
     gp.on_token = print_token;
 
     char err[512];
@@ -119,6 +151,14 @@ int cmd_run(int argc, char **argv) {
         fprintf(stderr, "lemma run: %s\n", err);
         goto done;
     }
+    /* a bias for a token the model lacks is a usage error, reported before any work */
+    for (size_t i = 0; i < n_bias; i++)
+        if (biases[i].token >= lm_model_n_vocab(m)) {
+            fprintf(stderr, "lemma run: --logit-bias: token %d is outside the vocabulary "
+                    "[0, %d)\n", biases[i].token, lm_model_n_vocab(m));
+            rc = 2;
+            goto done;
+        }
     if (lm_session_new(m, &sp, &s, err, sizeof err) != LM_OK) {
         fprintf(stderr, "lemma run: %s\n", err);
         rc = 2;

@@ -16,6 +16,7 @@
 #include "core/alloc.h"
 #include "core/file.h"
 #include "core/status.h"
+#include "engine/model_path.h"
 #include "format/gguf.h"
 #include "format/hf.h"
 #include "kv/kv.h"
@@ -29,6 +30,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <utf8proc.h>
 
 struct lm_model {
     lm_gguf *gguf;          /* the model file, or */
@@ -158,6 +160,7 @@ lm_status lm_model_load(const char *path, const lm_model_params *params, lm_mode
     lm_status s = LM_OK;
     lm_model_params p = params ? *params : lm_model_default_params();
     lm_model *m = NULL;
+    char *resolved = NULL;
     if (out) *out = NULL;
     if (!path || !out) {
         s = lm_err_set(&err, LM_ERR_INVALID_ARG, "model: path and out are required");
@@ -173,6 +176,8 @@ lm_status lm_model_load(const char *path, const lm_model_params *params, lm_mode
         long c = sysconf(_SC_NPROCESSORS_ONLN);
         nt = c > 0 && c < 1024 ? (int)c : 1;
     }
+    if ((s = lm_model_path_resolve(path, &resolved, &err))) goto fail;
+    if (resolved) path = resolved; /* a short name (engine/model_path.h) */
     m = lm_calloc(1, sizeof *m);
     if (!m) {
         s = lm_err_set(&err, LM_ERR_NOMEM, "model: out of memory");
@@ -184,9 +189,11 @@ lm_status lm_model_load(const char *path, const lm_model_params *params, lm_mode
         goto fail;
     }
     if ((s = lm_backend_cpu_create(nt, &m->be, &err))) goto fail;
+    lm_free(resolved);
     *out = m;
     return LM_OK;
 fail:
+    lm_free(resolved);
     lm_model_free(m);
     lm_err_copy(&err, errbuf, err_len);
     return s;
@@ -432,6 +439,90 @@ lm_generate_params lm_generate_default_params(void) {
     return p;
 }
 
+/* ---- stop strings ------------------------------------------------------------------------
+ * The text not yet passed to the callback is kept in `hold`. After each token it is cut in
+ * three: text before the earliest stop-string occurrence (passed on, generation ends), or else
+ * everything but the longest suffix that is a proper prefix of some stop string (passed on)
+ * and that suffix (held). No occurrence can start in text already passed on: its part up to
+ * the held text's start would be a longer suffix that is a prefix of a stop string. Stop
+ * strings are valid UTF-8, so a held suffix starts on a character boundary and what is passed
+ * on stays valid UTF-8. */
+
+typedef struct stop_match {
+    const char *const *stop;
+    size_t n_stop;
+    char *hold;
+    size_t n, cap;
+} stop_match;
+
+static lm_status stops_check(const lm_generate_params *p, lm_err *err) {
+    if (p->n_stop > 0 && !p->stop)
+        return lm_err_set(err, LM_ERR_INVALID_ARG, "generate: %zu stop strings but no array",
+                          p->n_stop);
+    for (size_t i = 0; i < p->n_stop; i++) {
+        const char *t = p->stop[i];
+        if (!t || !*t)
+            return lm_err_set(err, LM_ERR_INVALID_ARG, "generate: stop string %zu is %s", i,
+                              t ? "empty" : "NULL");
+        const utf8proc_uint8_t *u = (const utf8proc_uint8_t *)t;
+        utf8proc_ssize_t left = (utf8proc_ssize_t)strlen(t);
+        while (left > 0) {
+            utf8proc_int32_t cp;
+            utf8proc_ssize_t k = utf8proc_iterate(u, left, &cp);
+            if (k <= 0)
+                return lm_err_set(err, LM_ERR_INVALID_ARG,
+                                  "generate: stop string %zu is not valid UTF-8", i);
+            u += k;
+            left -= k;
+        }
+    }
+    return LM_OK;
+}
+
+static int stops_add(stop_match *sm, const char *text, size_t len) {
+    if (sm->n + len > sm->cap) {
+        size_t cap = sm->cap ? sm->cap : 64;
+        while (cap < sm->n + len) cap *= 2;
+        char *p = lm_realloc(sm->hold, cap);
+        if (!p) return 0;
+        sm->hold = p;
+        sm->cap = cap;
+    }
+    if (len) memcpy(sm->hold + sm->n, text, len);
+    sm->n += len;
+    return 1;
+}
+
+/* Length of hold that may be passed on; *hit = 1 when it ends where a stop string begins.
+ * final: nothing more follows, so no text needs to be held for a partial match. */
+static size_t stops_scan(const stop_match *sm, int final, int *hit) {
+    const char *h = sm->hold;
+    const size_t n = sm->n;
+    size_t first = n;
+    *hit = 0;
+    for (size_t i = 0; i < sm->n_stop; i++) {
+        const size_t sl = strlen(sm->stop[i]);
+        const char *f = sl <= n ? memmem(h, n, sm->stop[i], sl) : NULL;
+        if (f && (size_t)(f - h) < first) first = (size_t)(f - h), *hit = 1;
+    }
+    if (*hit || final) return first;
+    size_t keep = 0;
+    for (size_t i = 0; i < sm->n_stop; i++) {
+        const size_t sl = strlen(sm->stop[i]);
+        for (size_t k = (sl - 1 < n ? sl - 1 : n); k > keep; k--)
+            if (!memcmp(h + n - k, sm->stop[i], k)) {
+                keep = k;
+                break;
+            }
+    }
+    return n - keep;
+}
+
+static void stops_drop(stop_match *sm, size_t k) {
+    memmove(sm->hold, sm->hold + k, sm->n - k);
+    sm->n -= k;
+}
+
 lm_status lm_session_generate(lm_session *s, const lm_generate_params *params) {
     if (!s || !params) return LM_ERR_INVALID_ARG;
     lm_err_clear(&s->err);
@@ -442,14 +533,22 @@ lm_status lm_session_generate(lm_session *s, const lm_generate_params *params) {
     if (!s->has_logits)
         return lm_err_set(&s->err, LM_ERR_INVALID_ARG,
                           "generate: append a prompt first (the session holds no tokens)");
-    lm_sampler smp;
-    lm_status st = lm_sampler_init(&smp, &params->sampling, m->arch.hp.n_vocab, &s->err);
+    lm_status st = stops_check(params, &s->err);
     if (st != LM_OK) return st;
+    if (params->n_stop > 0 && !m->tok)
+        return lm_err_set(&s->err, LM_ERR_UNSUPPORTED, "generate: stop strings need text: %s",
+                          m->tok_error);
+    lm_sampler smp;
+    if ((st = lm_sampler_init(&smp, &params->sampling, m->arch.hp.n_vocab, &s->err))) return st;
+    stop_match sm = {params->stop, params->n_stop, NULL, 0, 0};
+    const int use_stops = params->n_stop > 0;
     lm_detok_stream *ds = NULL;
-    if (m->tok && params->on_token && (st = lm_detok_stream_new(m->tok, 0, &ds, &s->err)))
+    if (m->tok && (params->on_token || use_stops) &&
+        (st = lm_detok_stream_new(m->tok, 0, &ds, &s->err)))
         goto done;
 
     double t0 = now_ms();
+    int stopped = 0; /* a stop string matched: nothing more is passed on */
     for (int32_t i = 0; i < params->max_tokens; i++) {
         int32_t tok;
         if ((st = lm_sampler_sample(&smp, s->logits, s->tokens, s->n_tokens, &tok, &s->err)))
@@ -461,18 +560,41 @@ lm_status lm_session_generate(lm_session *s, const lm_generate_params *params) {
         const char *text = "";
         size_t tl = 0;
         if (ds && (st = lm_detok_stream_feed(ds, tok, &text, &tl, &s->err))) break;
-        if (params->on_token && params->on_token(params->user, tok, text, tl)) break;
+        if (use_stops) {
+            if (!stops_add(&sm, text, tl)) {
+                st = lm_err_set(&s->err, LM_ERR_NOMEM, "generate: out of memory (stop text)");
+                break;
+            }
+            tl = stops_scan(&sm, 0, &stopped);
+            text = sm.hold ? sm.hold : "";
+        }
+        int quit = params->on_token && params->on_token(params->user, tok, text, tl);
+        if (use_stops) stops_drop(&sm, tl);
+        /* the token completing a stop string is not appended, like an EOG token */
+        if (stopped || quit) break;
         if (s->n_tokens >= (size_t)s->p.n_ctx) break; /* context full: stop, not an error */
         if ((st = append(s, &tok, 1))) break;
     }
-    if (st == LM_OK && ds && params->on_token) {
+    if (st == LM_OK && ds && !stopped) {
         const char *text;
         size_t tl;
-        if ((st = lm_detok_stream_flush(ds, &text, &tl, &s->err)) == LM_OK && tl > 0)
-            params->on_token(params->user, -1, text, tl);
+        if ((st = lm_detok_stream_flush(ds, &text, &tl, &s->err)) == LM_OK) {
+            if (use_stops) {
+                /* the flushed tail (U+FFFD for a cut character) may still complete a stop */
+                if (!stops_add(&sm, text, tl)) {
+                    st = lm_err_set(&s->err, LM_ERR_NOMEM, "generate: out of memory (stop text)");
+                    goto timed;
+                }
+                tl = stops_scan(&sm, 1, &stopped);
+                text = sm.hold ? sm.hold : "";
+            }
+            if (tl > 0 && params->on_token) params->on_token(params->user, -1, text, tl);
+        }
     }
+timed:
     s->m.decode_ms += now_ms() - t0;
 done:
+    lm_free(sm.hold);
     lm_detok_stream_free(ds);
     lm_sampler_free(&smp);
     return st;

@@ -46,6 +46,21 @@ lm_status lm_sampler_params_check(const lm_sampler_params *p, lm_err *err) {
                           p->repeat_last_n);
     if (!isfinite(p->frequency_penalty) || !isfinite(p->presence_penalty))
         return lm_err_set(err, LM_ERR_INVALID_ARG, "sampler: penalties must be finite");
+    if (p->n_logit_bias > 0 && !p->logit_bias)
+        return lm_err_set(err, LM_ERR_INVALID_ARG, "sampler: %zu logit biases but no array",
+                          p->n_logit_bias);
+    for (size_t i = 0; i < p->n_logit_bias; i++) {
+        const float b = p->logit_bias[i].bias;
+        /* -inf bans a token; +inf would make every probability NaN once normalised */
+        if (isnan(b) || b == INFINITY)
+            return lm_err_set(err, LM_ERR_INVALID_ARG,
+                              "sampler: logit bias %zu (token %d) is %g: must be a number or "
+                              "-inf", i, p->logit_bias[i].token, (double)b);
+        if (p->logit_bias[i].token < 0)
+            return lm_err_set(err, LM_ERR_INVALID_ARG,
+                              "sampler: logit bias %zu names token %d, outside the vocabulary",
+                              i, p->logit_bias[i].token);
+    }
     return LM_OK;
 }
 
@@ -80,6 +95,11 @@ lm_status lm_sampler_init(lm_sampler *s, const lm_sampler_params *p, int32_t n_v
     lm_status st = lm_sampler_params_check(p, err);
     if (st != LM_OK) return st;
     if (n_vocab <= 0) return lm_err_set(err, LM_ERR_INVALID_ARG, "sampler: empty vocabulary");
+    for (size_t i = 0; i < p->n_logit_bias; i++)
+        if (p->logit_bias[i].token >= n_vocab)
+            return lm_err_set(err, LM_ERR_INVALID_ARG,
+                              "sampler: logit bias %zu names token %d, outside the vocabulary "
+                              "[0, %d)", i, p->logit_bias[i].token, n_vocab);
     s->p = *p;
     s->n_vocab = n_vocab;
     s->work = lm_calloc((size_t)n_vocab, sizeof *s->work);
@@ -139,6 +159,9 @@ lm_status lm_sampler_sample(lm_sampler *s, const float *logits, const int32_t *h
     const int32_t n = s->n_vocab;
     float *lg = s->work;
     memcpy(lg, logits, (size_t)n * sizeof *lg);
+    /* ids were checked against n_vocab by lm_sampler_init */
+    for (size_t i = 0; i < p->n_logit_bias; i++)
+        lg[p->logit_bias[i].token] += p->logit_bias[i].bias;
 
     const int penalise = p->repeat_last_n > 0 &&
                          (p->repeat_penalty != 1.0f || p->frequency_penalty != 0.0f ||
@@ -163,6 +186,9 @@ lm_status lm_sampler_sample(lm_sampler *s, const float *logits, const int32_t *h
         int32_t best = 0;
         for (int32_t i = 1; i < n; i++)
             if (lg[i] > lg[best]) best = i;
+        if (lg[best] == -INFINITY)
+            return lm_err_set(err, LM_ERR_INVALID_ARG,
+                              "sampler: every token has logit -inf (all banned by logit bias?)");
         *out = best;
         return LM_OK;
     }
@@ -177,7 +203,11 @@ lm_status lm_sampler_sample(lm_sampler *s, const float *logits, const int32_t *h
         sum += s->prob[i];
     }
     if (!(sum > 0.0) || !isfinite(sum))
-        return lm_err_set(err, LM_ERR_INVALID_ARG, "sampler: logits are not finite");
+        return lm_err_set(err, LM_ERR_INVALID_ARG,
+                          "sampler: logits are not finite (or all banned by logit bias)");
+    /* Banned tokens (-inf) sort last with probability 0; dropping them keeps the fallback
+     * pick below (rounding at r ~ total) from ever landing on one. */
+    while (k > 1 && s->prob[k - 1] == 0.0f) k--;
     /* top-p: the smallest prefix whose mass reaches top_p */
     if (p->top_p < 1.0f) {
         double cum = 0.0;

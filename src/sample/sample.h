@@ -2,6 +2,7 @@
  * sample.h — choosing the next token from logits.
  *
  * Chain, in this order (each step optional, off at its neutral value):
+ *   0. logit bias: bias added to the token's logit (-inf bans it);
  *   1. penalties over the last repeat_last_n tokens of the history (llama.cpp's semantics):
  *      repetition (logit > 0 ? logit / r : logit * r), frequency (- count * f), presence
  *      (- p once a token occurred);
@@ -27,7 +28,7 @@ typedef struct lm_sampler_state {
 } lm_sampler_state;
 
 typedef struct lm_sampler {
-    lm_sampler_params p;
+    lm_sampler_params p; /* p.logit_bias points at the caller's array: keep it alive */
     lm_sampler_state rng;
     int32_t n_vocab;
     float *work;     /* (n_vocab) penalised logits */
