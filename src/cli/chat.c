@@ -52,7 +52,6 @@ static void chat_usage(FILE *f) {
                "                       reused from the session, appended, generated; timings\n");
 }
 
-enum { MAX_STOP = 16, MAX_LOGIT_BIAS = 1024 };
 
 /* ---- small growable buffers ------------------------------------------------------------ */
 
@@ -350,17 +349,15 @@ static int turn(chat *c, const char *line, size_t len, lm_generate_params *gp, i
 
 int cmd_chat(int argc, char **argv) {
     const char *model_path = NULL, *system = NULL;
-    int seed_set = 0, metrics = 0;
-    long v;
-    lm_model_params mp = lm_model_default_params();
-    lm_session_params sp = lm_session_default_params();
-    const char *stops[MAX_STOP];
-    size_t n_stop = 0, n_bias = 0;
-    lm_logit_bias biases[MAX_LOGIT_BIAS];
-    lm_generate_params gp = lm_generate_default_params();
-    gp.max_tokens = 512;
+    int metrics = 0;
+    cli_gen_opts opt;
+    cli_gen_opts_init(&opt);
+    opt.gen.max_tokens = 512;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
+        int g = cli_gen_option("chat", &opt, argc, argv, &i);
+        if (g < 0) return 2;
+        if (g > 0) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             chat_usage(stdout);
             return 0;
@@ -376,50 +373,6 @@ int cmd_chat(int argc, char **argv) {
                 return 2;
             }
             system = next, i++;
-        } else if (!strcmp(a, "-n")) {
-            if (!cli_parse_long("chat", a, next, 1, 1 << 24, &v)) return 2;
-            gp.max_tokens = (int32_t)v, i++;
-        } else if (!strcmp(a, "-c")) {
-            if (!cli_parse_long("chat", a, next, 1, 1 << 24, &v)) return 2;
-            sp.n_ctx = (int32_t)v, i++;
-        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            if (!cli_parse_long("chat", a, next, 1, 1024, &v)) return 2;
-            mp.n_threads = (int32_t)v, i++;
-        } else if (!strcmp(a, "--seed")) {
-            if (!cli_parse_long("chat", a, next, 0, 0x7fffffffL, &v)) return 2;
-            gp.sampling.seed = (uint64_t)v, seed_set = 1, i++;
-        } else if (!strcmp(a, "--top-k")) {
-            if (!cli_parse_long("chat", a, next, 0, 1 << 24, &v)) return 2;
-            gp.sampling.top_k = (int32_t)v, i++;
-        } else if (!strcmp(a, "--temp")) {
-            if (!cli_parse_float("chat", a, next, 0.0f, 1e6f, 0, 0, &gp.sampling.temperature)) return 2;
-            i++;
-        } else if (!strcmp(a, "--top-p")) {
-            if (!cli_parse_float("chat", a, next, 0.0f, 1.0f, 1, 0, &gp.sampling.top_p)) return 2;
-            i++;
-        } else if (!strcmp(a, "--min-p")) {
-            if (!cli_parse_float("chat", a, next, 0.0f, 1.0f, 0, 1, &gp.sampling.min_p)) return 2;
-            i++;
-        } else if (!strcmp(a, "--repeat-penalty")) {
-            if (!cli_parse_float("chat", a, next, 0.0f, 1e6f, 1, 0, &gp.sampling.repeat_penalty)) return 2;
-            i++;
-        } else if (!strcmp(a, "--stop")) {
-            if (!next || !*next) {
-                fprintf(stderr, "lemma chat: --stop expects a non-empty string\n");
-                return 2;
-            }
-            if (n_stop == MAX_STOP) {
-                fprintf(stderr, "lemma chat: at most %d --stop strings\n", MAX_STOP);
-                return 2;
-            }
-            stops[n_stop++] = next, i++;
-        } else if (!strcmp(a, "--logit-bias")) {
-            if (n_bias == MAX_LOGIT_BIAS) {
-                fprintf(stderr, "lemma chat: at most %d --logit-bias options\n", MAX_LOGIT_BIAS);
-                return 2;
-            }
-            if (!cli_parse_logit_bias("chat", next, &biases[n_bias])) return 2;
-            n_bias++, i++;
         } else if (!strcmp(a, "--metrics")) {
             metrics = 1;
         } else {
@@ -433,12 +386,8 @@ int cmd_chat(int argc, char **argv) {
         chat_usage(stderr);
         return 2;
     }
-    if (!seed_set) gp.sampling.seed = (uint64_t)time(NULL);
-    gp.stop = stops;
-    gp.n_stop = n_stop;
-    gp.sampling.logit_bias = biases;
-    gp.sampling.n_logit_bias = n_bias;
-    gp.stop_at_eog = 1;
+    cli_gen_opts_finish(&opt);
+    opt.gen.stop_at_eog = 1;
 
     char err[512];
     lm_model *m = NULL;
@@ -450,24 +399,21 @@ int cmd_chat(int argc, char **argv) {
     int rc = 1;
     int tty = isatty(STDIN_FILENO);
     if (tty) fprintf(stderr, "lemma chat: loading %s...\n", model_path);
-    if (lm_model_load(model_path, &mp, &m, err, sizeof err) != LM_OK) {
+    if (lm_model_load(model_path, &opt.model, &m, err, sizeof err) != LM_OK) {
         fprintf(stderr, "lemma chat: %s\n", err);
         goto done;
     }
     /* a bias for a token the model lacks is a usage error, reported before any work */
-    for (size_t i = 0; i < n_bias; i++)
-        if (biases[i].token >= lm_model_n_vocab(m)) {
-            fprintf(stderr, "lemma chat: --logit-bias: token %d is outside the vocabulary "
-                    "[0, %d)\n", biases[i].token, lm_model_n_vocab(m));
-            rc = 2;
-            goto done;
-        }
+    if (!cli_gen_check_vocab("chat", &opt, lm_model_n_vocab(m))) {
+        rc = 2;
+        goto done;
+    }
     /* the public API gives no lm_vocab of a loaded model: load the same file's vocabulary */
     if (lm_vocab_load(model_path, &c.v, err, sizeof err) != LM_OK) {
         fprintf(stderr, "lemma chat: %s\n", err);
         goto done;
     }
-    if (lm_session_new(m, &sp, &c.s, err, sizeof err) != LM_OK) {
+    if (lm_session_new(m, &opt.session, &c.s, err, sizeof err) != LM_OK) {
         fprintf(stderr, "lemma chat: %s\n", err);
         rc = 2; /* -c beyond the model's context */
         goto done;
@@ -491,7 +437,7 @@ int cmd_chat(int argc, char **argv) {
         while (k < (size_t)n && (line[k] == ' ' || line[k] == '\t'))
             k++;
         if (k == (size_t)n) continue; /* blank line */
-        if (turn(&c, line, (size_t)n, &gp, metrics)) goto done;
+        if (turn(&c, line, (size_t)n, &opt.gen, metrics)) goto done;
     }
     if (tty) fputc('\n', stderr);
     if (ferror(stdin)) {

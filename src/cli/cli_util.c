@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 int cli_parse_long(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out) {
     char *end;
@@ -103,4 +104,80 @@ bad:
     fprintf(stderr, "lemma %s: --logit-bias expects TOKEN=BIAS (a token id, a number or -inf), "
             "got '%s'\n", cmd, s ? s : "");
     return 0;
+}
+
+void cli_gen_opts_init(cli_gen_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->model = lm_model_default_params();
+    o->session = lm_session_default_params();
+    o->gen = lm_generate_default_params();
+}
+
+int cli_gen_option(const char *cmd, cli_gen_opts *o, int argc, char **argv, int *i) {
+    const char *a = argv[*i], *next = *i + 1 < argc ? argv[*i + 1] : NULL;
+    lm_sampler_params *sp = &o->gen.sampling;
+    long v;
+    int ok;
+    if (!strcmp(a, "-n")) {
+        if ((ok = cli_parse_long(cmd, a, next, 1, 1 << 24, &v))) o->gen.max_tokens = (int32_t)v;
+    } else if (!strcmp(a, "-c")) {
+        if ((ok = cli_parse_long(cmd, a, next, 1, 1 << 24, &v))) o->session.n_ctx = (int32_t)v;
+    } else if (!strcmp(a, "-b")) {
+        if ((ok = cli_parse_long(cmd, a, next, 1, 65536, &v))) o->session.n_batch = (int32_t)v;
+    } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+        if ((ok = cli_parse_long(cmd, a, next, 1, 1024, &v))) o->model.n_threads = (int32_t)v;
+    } else if (!strcmp(a, "--seed")) {
+        if ((ok = cli_parse_long(cmd, a, next, 0, 0x7fffffffL, &v))) {
+            sp->seed = (uint64_t)v;
+            o->seed_set = 1;
+        }
+    } else if (!strcmp(a, "--top-k")) {
+        if ((ok = cli_parse_long(cmd, a, next, 0, 1 << 24, &v))) sp->top_k = (int32_t)v;
+    } else if (!strcmp(a, "--temp")) {
+        ok = cli_parse_float(cmd, a, next, 0.0f, 1e6f, 0, 0, &sp->temperature);
+    } else if (!strcmp(a, "--top-p")) {
+        ok = cli_parse_float(cmd, a, next, 0.0f, 1.0f, 1, 0, &sp->top_p);
+    } else if (!strcmp(a, "--min-p")) {
+        ok = cli_parse_float(cmd, a, next, 0.0f, 1.0f, 0, 1, &sp->min_p);
+    } else if (!strcmp(a, "--repeat-penalty")) {
+        ok = cli_parse_float(cmd, a, next, 0.0f, 1e6f, 1, 0, &sp->repeat_penalty);
+    } else if (!strcmp(a, "--stop")) {
+        ok = 0;
+        if (!next || !*next)
+            fprintf(stderr, "lemma %s: --stop expects a non-empty string\n", cmd);
+        else if (o->n_stop == CLI_MAX_STOP)
+            fprintf(stderr, "lemma %s: at most %d --stop strings\n", cmd, CLI_MAX_STOP);
+        else
+            o->stops[o->n_stop++] = next, ok = 1;
+    } else if (!strcmp(a, "--logit-bias")) {
+        ok = 0;
+        if (o->n_bias == CLI_MAX_LOGIT_BIAS)
+            fprintf(stderr, "lemma %s: at most %d --logit-bias options\n", cmd,
+                    CLI_MAX_LOGIT_BIAS);
+        else if (cli_parse_logit_bias(cmd, next, &o->biases[o->n_bias]))
+            o->n_bias++, ok = 1;
+    } else {
+        return 0;
+    }
+    if (!ok) return -1;
+    (*i)++;
+    return 1;
+}
+
+void cli_gen_opts_finish(cli_gen_opts *o) {
+    if (!o->seed_set) o->gen.sampling.seed = (uint64_t)time(NULL);
+    o->gen.stop = o->stops;
+    o->gen.n_stop = o->n_stop;
+    o->gen.sampling.logit_bias = o->biases;
+    o->gen.sampling.n_logit_bias = o->n_bias;
+}
+
+int cli_gen_check_vocab(const char *cmd, const cli_gen_opts *o, int32_t n_vocab) {
+    for (size_t i = 0; i < o->n_bias; i++)
+        if (o->biases[i].token >= n_vocab) {
+            fprintf(stderr, "lemma %s: --logit-bias: token %d is outside the vocabulary [0, %d)\n",
+                    cmd, o->biases[i].token, n_vocab);
+            return 0;
+        }
+    return 1;
 }

@@ -22,6 +22,30 @@ int cli_parse_float(const char *cmd, const char *opt, const char *s, float lo, f
  * printing the reason. The token's range is checked against the model later. */
 int cli_parse_logit_bias(const char *cmd, const char *s, lm_logit_bias *out);
 
+/* The generation options `lemma run` and `lemma chat` share: -n -c -b -t --seed --top-k --temp
+ * --top-p --min-p --repeat-penalty --stop --logit-bias. Ranges are checked here so that a bad
+ * value is a usage error (exit 2) before the model loads; the library checks them again. */
+enum { CLI_MAX_STOP = 16, CLI_MAX_LOGIT_BIAS = 1024 };
+typedef struct cli_gen_opts {
+    lm_model_params model;
+    lm_session_params session;
+    lm_generate_params gen; /* stop / logit_bias point into this struct after finish */
+    const char *stops[CLI_MAX_STOP];
+    size_t n_stop;
+    lm_logit_bias biases[CLI_MAX_LOGIT_BIAS];
+    size_t n_bias;
+    int seed_set;
+} cli_gen_opts;
+
+void cli_gen_opts_init(cli_gen_opts *o);
+/* If argv[*i] is a generation option, consumes it and its value (advancing *i) and returns 1;
+ * returns 0 when it is not one, -1 after printing why its value is wrong. */
+int cli_gen_option(const char *cmd, cli_gen_opts *o, int argc, char **argv, int *i);
+/* Points gen at the collected stops and biases; a time-based seed unless --seed was given. */
+void cli_gen_opts_finish(cli_gen_opts *o);
+/* 1 if every --logit-bias token is in [0, n_vocab); else prints why and returns 0. */
+int cli_gen_check_vocab(const char *cmd, const cli_gen_opts *o, int32_t n_vocab);
+
 /* Reads all of PATH ("-" = stdin), at most max bytes, into a NUL-terminated malloc'd buffer
  * (free with free). NULL after printing the reason. */
 char *cli_read_file(const char *cmd, const char *path, size_t max, size_t *len);

@@ -44,7 +44,6 @@ static void run_usage(FILE *f) {
             "  --metrics            print a JSON line of metrics to stderr at the end\n");
 }
 
-enum { MAX_STOP = 16, MAX_LOGIT_BIAS = 1024 };
 
 static int print_token(void *user, int32_t token, const char *text, size_t len) {
     if (len) {
@@ -56,16 +55,14 @@ static int print_token(void *user, int32_t token, const char *text, size_t len) 
 
 int cmd_run(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL;
-    int chat = 0, metrics = 0, seed_set = 0;
-    long v;
-    lm_model_params mp = lm_model_default_params();
-    lm_session_params sp = lm_session_default_params();
-    const char *stops[MAX_STOP];
-    size_t n_stop = 0, n_bias = 0;
-    lm_logit_bias biases[MAX_LOGIT_BIAS];
-    lm_generate_params gp = lm_generate_default_params();
+    int chat = 0, metrics = 0;
+    cli_gen_opts opt;
+    cli_gen_opts_init(&opt);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
+        int g = cli_gen_option("run", &opt, argc, argv, &i);
+        if (g < 0) return 2;
+        if (g > 0) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             run_usage(stdout);
             return 0;
@@ -73,53 +70,6 @@ int cmd_run(int argc, char **argv) {
             model_path = next, i++;
         } else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
             prompt = next, i++;
-        } else if (!strcmp(a, "-n")) {
-            if (!cli_parse_long("run", a, next, 1, 1 << 24, &v)) return 2;
-            gp.max_tokens = (int32_t)v, i++;
-        } else if (!strcmp(a, "-c")) {
-            if (!cli_parse_long("run", a, next, 1, 1 << 24, &v)) return 2;
-            sp.n_ctx = (int32_t)v, i++;
-        } else if (!strcmp(a, "-b")) {
-            if (!cli_parse_long("run", a, next, 1, 65536, &v)) return 2;
-            sp.n_batch = (int32_t)v, i++;
-        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            if (!cli_parse_long("run", a, next, 1, 1024, &v)) return 2;
-            mp.n_threads = (int32_t)v, i++;
-        } else if (!strcmp(a, "--seed")) {
-            if (!cli_parse_long("run", a, next, 0, 0x7fffffffL, &v)) return 2;
-            gp.sampling.seed = (uint64_t)v, seed_set = 1, i++;
-        } else if (!strcmp(a, "--top-k")) {
-            if (!cli_parse_long("run", a, next, 0, 1 << 24, &v)) return 2;
-            gp.sampling.top_k = (int32_t)v, i++;
-        } else if (!strcmp(a, "--temp")) {
-            if (!cli_parse_float("run", a, next, -FLT_MAX, FLT_MAX, 0, 0, &gp.sampling.temperature)) return 2;
-            i++;
-        } else if (!strcmp(a, "--top-p")) {
-            if (!cli_parse_float("run", a, next, -FLT_MAX, FLT_MAX, 0, 0, &gp.sampling.top_p)) return 2;
-            i++;
-        } else if (!strcmp(a, "--min-p")) {
-            if (!cli_parse_float("run", a, next, -FLT_MAX, FLT_MAX, 0, 0, &gp.sampling.min_p)) return 2;
-            i++;
-        } else if (!strcmp(a, "--repeat-penalty")) {
-            if (!cli_parse_float("run", a, next, -FLT_MAX, FLT_MAX, 0, 0, &gp.sampling.repeat_penalty)) return 2;
-            i++;
-        } else if (!strcmp(a, "--stop")) {
-            if (!next || !*next) {
-                fprintf(stderr, "lemma run: --stop expects a non-empty string\n");
-                return 2;
-            }
-            if (n_stop == MAX_STOP) {
-                fprintf(stderr, "lemma run: at most %d --stop strings\n", MAX_STOP);
-                return 2;
-            }
-            stops[n_stop++] = next, i++;
-        } else if (!strcmp(a, "--logit-bias")) {
-            if (n_bias == MAX_LOGIT_BIAS) {
-                fprintf(stderr, "lemma run: at most %d --logit-bias options\n", MAX_LOGIT_BIAS);
-                return 2;
-            }
-            if (!cli_parse_logit_bias("run", next, &biases[n_bias])) return 2;
-            n_bias++, i++;
         } else if (!strcmp(a, "--chat")) {
             chat = 1;
         } else if (!strcmp(a, "--metrics")) {
@@ -135,31 +85,24 @@ int cmd_run(int argc, char **argv) {
         run_usage(stderr);
         return 2;
     }
-    if (!seed_set) gp.sampling.seed = (uint64_t)time(NULL);
-    gp.stop = stops;
-    gp.n_stop = n_stop;
-    gp.sampling.logit_bias = biases;
-    gp.sampling.n_logit_bias = n_bias;
-    gp.on_token = print_token;
+    cli_gen_opts_finish(&opt);
+    opt.gen.on_token = print_token;
 
     char err[512];
     lm_model *m = NULL;
     lm_session *s = NULL;
     char *wrapped = NULL;
     int rc = 1;
-    if (lm_model_load(model_path, &mp, &m, err, sizeof err) != LM_OK) {
+    if (lm_model_load(model_path, &opt.model, &m, err, sizeof err) != LM_OK) {
         fprintf(stderr, "lemma run: %s\n", err);
         goto done;
     }
     /* a bias for a token the model lacks is a usage error, reported before any work */
-    for (size_t i = 0; i < n_bias; i++)
-        if (biases[i].token >= lm_model_n_vocab(m)) {
-            fprintf(stderr, "lemma run: --logit-bias: token %d is outside the vocabulary "
-                    "[0, %d)\n", biases[i].token, lm_model_n_vocab(m));
-            rc = 2;
-            goto done;
-        }
-    if (lm_session_new(m, &sp, &s, err, sizeof err) != LM_OK) {
+    if (!cli_gen_check_vocab("run", &opt, lm_model_n_vocab(m))) {
+        rc = 2;
+        goto done;
+    }
+    if (lm_session_new(m, &opt.session, &s, err, sizeof err) != LM_OK) {
         fprintf(stderr, "lemma run: %s\n", err);
         rc = 2;
         goto done;
@@ -175,7 +118,7 @@ int cmd_run(int argc, char **argv) {
     /* A raw prompt gets BOS etc. as the model asks; a rendered template carries its own
      * special tokens as text, so those are parsed rather than added again. */
     lm_status st = lm_session_append_text(s, text, strlen(text), !chat, 1);
-    if (st == LM_OK) st = lm_session_generate(s, &gp);
+    if (st == LM_OK) st = lm_session_generate(s, &opt.gen);
     if (st != LM_OK) {
         fflush(stdout);
         fprintf(stderr, "lemma run: %s\n", lm_session_error(s));
