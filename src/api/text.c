@@ -20,7 +20,7 @@
 #include "core/alloc.h"
 #include "core/file.h"
 #include "core/json.h"
-#include "engine/model_path.h"
+#include "core/model_path.h"
 #include "format/gguf.h"
 #include "template/template.h"
 #include "tokenizer/hf_tokenizer.h"
@@ -248,7 +248,7 @@ lm_status lm_vocab_load(const char *model_path, lm_vocab **out, char *err, size_
         return fail(&e, err, err_len, st);
     }
     *out = NULL;
-    /* a short name of an installed model, as lm_model_load takes (engine/model_path.h) */
+    /* a short name of an installed model, as lm_model_load takes (core/model_path.h) */
     char *resolved = NULL;
     if ((st = lm_model_path_resolve(model_path, &resolved, &e)))
         return fail(&e, err, err_len, st);

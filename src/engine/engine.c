@@ -16,7 +16,7 @@
 #include "core/alloc.h"
 #include "core/file.h"
 #include "core/status.h"
-#include "engine/model_path.h"
+#include "core/model_path.h"
 #include "format/gguf.h"
 #include "format/hf.h"
 #include "kv/kv.h"
@@ -177,7 +177,7 @@ lm_status lm_model_load(const char *path, const lm_model_params *params, lm_mode
         nt = c > 0 && c < 1024 ? (int)c : 1;
     }
     if ((s = lm_model_path_resolve(path, &resolved, &err))) goto fail;
-    if (resolved) path = resolved; /* a short name (engine/model_path.h) */
+    if (resolved) path = resolved; /* a short name (core/model_path.h) */
     m = lm_calloc(1, sizeof *m);
     if (!m) {
         s = lm_err_set(&err, LM_ERR_NOMEM, "model: out of memory");

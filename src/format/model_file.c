@@ -9,6 +9,7 @@
  */
 #include "core/alloc.h"
 #include "core/file.h"
+#include "core/model_path.h"
 #include "core/status.h"
 #include "format/gguf.h"
 #include "format/hf.h"
@@ -43,10 +44,16 @@ lm_status lm_model_file_open(const char *path, lm_model_file **out, char *err, s
     lm_status s = LM_OK;
     *out = NULL;
     lm_model_file *f = lm_calloc(1, sizeof *f);
+    char *resolved = NULL; /* a short name of an installed model ("smollm2") */
+    if ((s = lm_model_path_resolve(path, &resolved, &e)) != LM_OK) goto fail;
+    if (resolved) path = resolved;
     if (!f || !(f->path = lm_strdup(path))) {
+        lm_free(resolved);
         s = lm_err_set(&e, LM_ERR_NOMEM, "out of memory");
         goto fail;
     }
+    lm_free(resolved);
+    path = f->path;
     if (lm_path_is_dir(path)) {
         f->kind = MF_HF;
         s = lm_hf_open(path, &f->hf, &e);

@@ -10,8 +10,8 @@
  * No match → LM_ERR_NOT_FOUND, several → LM_ERR_INVALID_ARG; both messages list the
  * candidates (the installed models, or the matching ones).
  */
-#ifndef LM_ENGINE_MODEL_PATH_H
-#define LM_ENGINE_MODEL_PATH_H
+#ifndef LM_CORE_MODEL_PATH_H
+#define LM_CORE_MODEL_PATH_H
 
 #include "core/status.h"
 

@@ -1,5 +1,5 @@
 /* model_path.c — short model names resolved in the models directory (model_path.h). */
-#include "engine/model_path.h"
+#include "core/model_path.h"
 
 #include "core/alloc.h"
 #include "core/file.h"
