@@ -71,4 +71,19 @@ void lm_cpu_kernels_fill_avx512(lm_cpu_kernels *k);
 /* The table of a level (built once). */
 const lm_cpu_kernels *lm_cpu_kernels_for(lm_cpu_level level);
 
+/* Expands a kernel body NAME##_nx into the lm_vdot_fn vdot_NAME with constant nx (1..4),
+ * so each SIMD file instantiates its bodies with the accumulators in registers. */
+#define VDOT_ENTRY(NAME, WT, XT)                                                               \
+    static void vdot_##NAME(int64_t K, const void *w, const void *x, size_t xs, int nx,        \
+                            float *y, size_t ys) {                                             \
+        const WT *wp = w;                                                                      \
+        const XT *xp = x;                                                                      \
+        switch (nx) {                                                                          \
+        case 1: NAME##_nx(K, wp, xp, xs, y, ys, 1); break;                                     \
+        case 2: NAME##_nx(K, wp, xp, xs, y, ys, 2); break;                                     \
+        case 3: NAME##_nx(K, wp, xp, xs, y, ys, 3); break;                                     \
+        default: NAME##_nx(K, wp, xp, xs, y, ys, 4); break;                                    \
+        }                                                                                      \
+    }
+
 #endif

@@ -184,20 +184,6 @@ FLOAT_KERNEL(f32, float, LD_F32, LDM_F32)
 FLOAT_KERNEL(f16, lm_half, LD_F16, LDM_F16)
 FLOAT_KERNEL(bf16, lm_bf16, LD_BF16, LDM_BF16)
 
-/* Expands a kernel body NAME##_nx into the lm_vdot_fn NAME with constant nx. */
-#define VDOT_ENTRY(NAME, WT, XT)                                                               \
-    static void vdot_##NAME(int64_t K, const void *w, const void *x, size_t xs, int nx,        \
-                            float *y, size_t ys) {                                             \
-        const WT *wp = w;                                                                      \
-        const XT *xp = x;                                                                      \
-        switch (nx) {                                                                          \
-        case 1: NAME##_nx(K, wp, xp, xs, y, ys, 1); break;                                     \
-        case 2: NAME##_nx(K, wp, xp, xs, y, ys, 2); break;                                     \
-        case 3: NAME##_nx(K, wp, xp, xs, y, ys, 3); break;                                     \
-        default: NAME##_nx(K, wp, xp, xs, y, ys, 4); break;                                    \
-        }                                                                                      \
-    }
-
 VDOT_ENTRY(f32, float, float)
 VDOT_ENTRY(f16, lm_half, float)
 VDOT_ENTRY(bf16, lm_bf16, float)
