@@ -634,7 +634,13 @@ int lt_iterable(ev *e, const lt_node *at, lt_val v, lt_list **out) {
     }
     case LT_STR: {
         lt_str *s = v.u.s;
-        lt_list *l = lt_list_new(&e->ar, lt_utf8_count(s->data, s->len));
+        /* one item per character as the loop below cuts them: a lead byte with its
+         * continuation bytes, and a stray continuation byte at the start on its own (so the
+         * count must come from the same rule, not from lt_utf8_count) */
+        size_t n_items = 0;
+        for (size_t i = 0; i < s->len; i++)
+            if (i == 0 || ((unsigned char)s->data[i] & 0xC0) != 0x80) n_items++;
+        lt_list *l = lt_list_new(&e->ar, n_items);
         if (!l) return lt_oom(e, at);
         for (size_t i = 0; i < s->len;) {
             size_t j = i + 1;
