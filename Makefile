@@ -24,7 +24,7 @@ WARN    += $(shell $(CC) -Werror -Wno-format-truncation -E -x c /dev/null >/dev/
 CFLAGS  += -std=c11 $(OPT) -g $(WARN) -D_GNU_SOURCE -Iinclude -Isrc -fno-strict-aliasing \
            -pthread -MMD -MP $(SAN)
 LDFLAGS += $(SAN)
-LDLIBS  += -ljansson -lpcre2-8 -lutf8proc -lcrypto -lm -lpthread
+LDLIBS  += -ljansson -lpcre2-8 -lutf8proc -lcrypto -lsqlite3 -lxxhash -lm -lpthread
 
 AVX2_FLAGS   := -mavx2 -mfma -mf16c -mbmi2
 AVX512_FLAGS := $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16

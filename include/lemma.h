@@ -74,9 +74,12 @@ void lm_free_string(char *s);
 
 typedef struct lm_model lm_model;
 typedef struct lm_session lm_session;
+typedef struct lm_store lm_store;
 
 typedef struct lm_model_params {
-    int32_t n_threads; /* compute threads; 0 = all online CPUs */
+    int32_t n_threads;    /* compute threads; 0 = all online CPUs */
+    uint64_t kv_cache_mb; /* memory budget of the model's KV page pool (pages in use by sessions
+                             + cached prefix pages, LRU-evicted), MiB; 0 = 2048 */
 } lm_model_params;
 lm_model_params lm_model_default_params(void);
 
@@ -103,6 +106,10 @@ typedef struct lm_session_params {
     int32_t n_ctx;       /* context length in tokens; 0 = min(model's, 4096) */
     int32_t n_batch;     /* prefill chunk in tokens; default 256 */
     int32_t page_tokens; /* KV page size in tokens; default 256 */
+    int prefix_cache;    /* 1 (default): full pages are published in the model's page pool and
+                            appended tokens that begin with published pages attach them instead
+                            of computing them (automatic prefix reuse; see lm_metrics) */
+    lm_store *store;     /* with prefix_cache: also look pages up in this store (may be NULL) */
 } lm_session_params;
 lm_session_params lm_session_default_params(void);
 
@@ -134,6 +141,7 @@ typedef struct lm_logit_bias {
     float bias;
 } lm_logit_bias;
 
+#define LM_SEED_CONTINUE UINT64_MAX
 typedef struct lm_sampler_params {
     float temperature;       /* 0 = greedy (argmax); default 0.8 */
     int32_t top_k;           /* keep the k most likely; 0 = off; default 40 */
@@ -143,7 +151,10 @@ typedef struct lm_sampler_params {
     int32_t repeat_last_n;   /* penalty window in tokens, >= 0; default 64 */
     float frequency_penalty; /* subtracted per occurrence; default 0 */
     float presence_penalty;  /* subtracted once per present token; default 0 */
-    uint64_t seed;           /* RNG seed: the same seed and inputs give the same output */
+    uint64_t seed;           /* RNG seed: the same seed and inputs give the same output;
+                                LM_SEED_CONTINUE continues the session's own RNG stream (saved
+                                by lm_session_sleep, so a woken session draws what it would
+                                have drawn) */
     const lm_logit_bias *logit_bias; /* n_logit_bias entries (read during the call only);
                                         default none */
     size_t n_logit_bias;
@@ -187,9 +198,68 @@ typedef struct lm_metrics {
     double prefill_tps;        /* prompt_tokens / prefill seconds */
     double decode_tps;         /* generated_tokens / decode seconds */
     double ttft_ms;            /* first append to first generated token */
+    uint64_t reused_tokens;    /* appended tokens whose KV came from the prefix cache (counted
+                                  in prompt_tokens too) */
+    uint64_t restored_tokens;  /* tokens restored by lm_session_wake */
+    double wake_ms;            /* time lm_session_wake took */
 } lm_metrics;
 void lm_session_metrics(const lm_session *s, lm_metrics *out);
 void lm_session_metrics_reset(lm_session *s);
+
+
+/* ---------------------------------------------------------------------------------------
+ * Durable sessions (src/store/, src/engine/session_store.c; docs/formats/store.md).
+ *
+ * A store is a directory holding sleeping sessions: their KV pages (content-addressed, shared
+ * between sessions and stored once), a manifest per session and an index. A session put to
+ * sleep can be woken in another process or on another machine and continues exactly: same
+ * tokens, KV bytes, last logits and RNG state, nothing recomputed. A session is woken only by
+ * the model it was made with (weights, architecture, tokenizer, chat template, KV dtype and
+ * page size are compared; LM_ERR_MISMATCH says which differ). Several processes may use one
+ * store at once. Session names: 1-128 bytes of [A-Za-z0-9_.-], not starting with '.'.
+ * ------------------------------------------------------------------------------------ */
+
+/* Opens or creates the store in dir; NULL = the default store ($LEMMA_STORE, else
+ * $XDG_DATA_HOME/lemma/store, else ~/.local/share/lemma/store). */
+lm_status lm_store_open(const char *dir, lm_store **out, char *err, size_t err_len);
+void lm_store_close(lm_store *st);
+const char *lm_store_dir(const lm_store *st);
+
+typedef struct lm_session_info {
+    char name[129];
+    char parent[129];     /* session it was forked from, "" if none */
+    char model[513];      /* description of the model it belongs to */
+    uint64_t n_tokens;
+    uint64_t created_at;  /* Unix seconds */
+    uint64_t updated_at;
+    uint64_t bytes;       /* on disk: manifest + every page it references */
+    uint64_t shared_bytes;/* of those, pages other sessions reference too */
+} lm_session_info;
+
+/* Writes the session's state to the store under name (replacing an older state of that name
+ * atomically: a crash leaves the old or the new state, never a mix). Pages the store already
+ * holds are not written again. The session stays usable. Errors in lm_session_error(s). */
+lm_status lm_session_sleep(lm_session *s, lm_store *st, const char *name);
+/* Restores session name for model m into a new session: no token is recomputed, and it can
+ * generate at once. params: n_batch / prefix_cache / store as for lm_session_new; n_ctx 0 =
+ * the saved context length (a larger one may be asked for; smaller than the saved tokens is
+ * LM_ERR_INVALID_ARG); page_tokens 0 = the saved page size (another is LM_ERR_MISMATCH).
+ * LM_ERR_NOT_FOUND when the store has no such session. */
+lm_status lm_session_wake(lm_model *m, const lm_session_params *params, lm_store *st,
+                          const char *name, lm_session **out, char *err, size_t err_len);
+/* A new in-memory session that shares every KV page of s (copy-on-write). */
+lm_status lm_session_fork(lm_session *s, lm_session **out);
+
+lm_status lm_store_list(lm_store *st, lm_session_info **out, size_t *n, char *err,
+                        size_t err_len);
+void lm_free_session_infos(lm_session_info *infos);
+lm_status lm_store_info(lm_store *st, const char *name, lm_session_info *out, char *err,
+                        size_t err_len);
+lm_status lm_store_delete(lm_store *st, const char *name, char *err, size_t err_len);
+/* A new stored session dst that shares every page of src (no page is copied). dst must not
+ * exist. */
+lm_status lm_store_fork(lm_store *st, const char *src, const char *dst, char *err,
+                        size_t err_len);
 
 /* ---------------------------------------------------------------------------------------
  * Text: vocabularies and chat templates. A vocabulary is the tokenizer of a model plus its

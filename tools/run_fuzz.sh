@@ -18,7 +18,7 @@ for src in fuzz/fuzz_*.c; do
   bin=build-fuzz/fuzz/$name
   mkdir -p build-fuzz/fuzz "fuzz/corpus-run/$name" "fuzz/corpus/$name"
   $CLANG -std=c11 -O1 -g -D_GNU_SOURCE -Iinclude -Isrc $SAN -fsanitize=fuzzer "$src" \
-    build-fuzz/liblemma.a -o "$bin" -ljansson -lpcre2-8 -lutf8proc -lcrypto -lm -lpthread
+    build-fuzz/liblemma.a -o "$bin" -ljansson -lpcre2-8 -lutf8proc -lcrypto -lsqlite3 -lxxhash -lm -lpthread
   dict=""; [ -f "fuzz/$name.dict" ] && dict="-dict=fuzz/$name.dict"
   echo "== $name: ${SECS}s"
   if ! "$bin" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -print_final_stats=0 \
