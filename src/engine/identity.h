@@ -25,6 +25,9 @@ typedef struct lm_identity_src {
     const lm_hparams *hp;
     const char *arch_name;       /* "llama", "gemma3", ... */
     const char *chat_template;   /* NUL-terminated, NULL = none */
+    const char *path;            /* the file / directory that gguf / hf was opened from: the
+                                    key of the weights digest caches (on disk and in this
+                                    process); NULL = no caching, the digest is computed */
 } lm_identity_src;
 
 /* Fills out->weights, arch, tokenizer, chat_template (other fields untouched). Uses and
