@@ -4,6 +4,7 @@
  *   lemma chat -m MODEL [-t THREADS] [--temp T] [--seed S] [--top-k K] [--top-p P]
  *              [--min-p P] [--repeat-penalty R] [-n MAX_TOKENS_PER_TURN] [-c CTX]
  *              [--system TEXT] [--stop S]... [--logit-bias TOKEN=BIAS]... [--metrics]
+ *              [--session NAME] [--store DIR]
  *
  * Each line of stdin is one user turn; the reply streams to stdout, followed by a newline.
  * The prompt marker "> " goes to stderr, and only when stdin is a terminal. EOF ends the chat.
@@ -16,7 +17,24 @@
  * rendering and the rest is appended (said once on stderr). When the context is full the
  * conversation restarts from this turn (said on stderr).
  *
- * Exit codes: 0 ok (EOF), 1 runtime error (model file, memory), 2 bad usage.
+ * --session NAME keeps the conversation in a store (--store DIR, default lm_store_open(NULL)).
+ * When the store has NAME it is woken (nothing recomputed; "resumed NAME: N tokens" on
+ * stderr) and the chat goes on after its last reply; else a new conversation starts. The
+ * session is put to sleep under NAME after every reply, so a crash or a kill loses at most
+ * the turn in progress; EOF then has nothing left to save. The saved state holds tokens, not
+ * messages, so a resumed conversation is continued by text the template adds for one more
+ * turn: the history is seeded with a placeholder exchange (CLI_RESUME_USER / CLI_RESUME_MARK,
+ * see cli_chat_continuation) that stands for the saved part; what is rendered up to the end
+ * of the placeholder reply stands for the session's restored tokens (c->offset maps one onto
+ * the other), and each turn appends what follows, exactly as for a conversation that never
+ * slept (for templates that render a turn the same whatever follows it). --system applies to
+ * a new conversation (and to a restart after a full context), not to a resumed one. Without
+ * --seed a session's turns draw from one RNG stream (the first turn of a new session is seeded
+ * from the clock, later ones and those of a resumed session continue it: LM_SEED_CONTINUE), so
+ * a resumed chat draws what an uninterrupted one would have.
+ *
+ * Exit codes: 0 ok (EOF), 1 runtime error (model file, memory, store, session identity),
+ * 2 bad usage.
  * Uses only include/lemma.h.
  */
 #include "cli_util.h"
@@ -49,7 +67,12 @@ static void chat_usage(FILE *f) {
                "  --logit-bias T=B     add B (a number, or -inf to ban) to token T's logit\n"
                "                       (repeatable)\n"
                "  --metrics            after each reply, a JSON line of metrics on stderr: tokens\n"
-               "                       reused from the session, appended, generated; timings\n");
+               "                       reused from the session, appended, generated; timings\n"
+               "  --session NAME       resume session NAME of the store (a new one if it does\n"
+               "                       not exist); it is saved after every reply\n"
+               "  --store DIR          the session store (default $LEMMA_STORE, else\n"
+               "                       $XDG_DATA_HOME/lemma/store, else\n"
+               "                       ~/.local/share/lemma/store)\n");
 }
 
 
@@ -163,6 +186,13 @@ typedef struct {
     int warned_reprocess;
     size_t reused, appended; /* the last sync: tokens kept, tokens run */
     size_t turns;
+    /* a resumed session: the tokens of toks[0..pinned) (the rendered placeholder exchange)
+     * stand for the session's first pinned + offset tokens (restored, not known here);
+     * toks[i] for i >= pinned is session token i + offset. resume_pending: the placeholder
+     * is in hist but done/toks are set at the first rendering. */
+    long long offset;
+    size_t pinned;
+    int resume_pending;
 } chat;
 
 /* Renders hist as a conversation with the generation prompt. NULL on error (reported). */
@@ -198,9 +228,10 @@ static lm_status sync_session(chat *c, const char *rendered) {
             fprintf(stderr, "lemma chat: tokenize: %s\n", err);
             return st;
         }
+        size_t before = lm_session_n_tokens(c->s);
         st = lm_session_append_tokens(c->s, ids, n_ids);
         if (st == LM_OK && !tb_put(&c->toks, ids, n_ids)) st = LM_ERR_NOMEM;
-        c->reused = c->toks.n - n_ids, c->appended = n_ids;
+        c->reused = before, c->appended = n_ids;
     } else {
         /* the template rewrote earlier text: keep the longest common token prefix */
         st = lm_vocab_tokenize(c->v, rendered, rl, 0, 1, &ids, &n_ids, err, sizeof err);
@@ -211,22 +242,32 @@ static lm_status sync_session(chat *c, const char *rendered) {
         size_t k = 0;
         while (k < n_ids && k < c->toks.n && ids[k] == c->toks.p[k])
             k++;
+        if (k < c->pinned) {
+            /* the text standing for a resumed session's saved part changed: cannot happen
+             * with a template that renders earlier turns the same way each time */
+            fprintf(stderr, "lemma chat: the chat template renders the resumed conversation "
+                            "differently from turn to turn; cannot go on with it\n");
+            lm_free_tokens(ids);
+            return LM_ERR_UNSUPPORTED;
+        }
         if (!c->warned_reprocess) {
             fprintf(stderr,
                     "lemma chat: the new rendering differs from what the session holds (the "
                     "chat template rewrites earlier turns, or a reply ended at a --stop string); "
                     "the session is cut back to the common prefix (%zu of %zu tokens) and the "
                     "rest re-processed\n",
-                    k, c->toks.n);
+                    (size_t)((long long)k + c->offset),
+                    (size_t)((long long)c->toks.n + c->offset));
             c->warned_reprocess = 1;
         }
         c->text_exact = 0;                 /* until the session holds the whole rendering */
-        st = lm_session_truncate(c->s, k); /* recomputes the logits after token k - 1 */
+        /* recomputes the logits after token k - 1 */
+        st = lm_session_truncate(c->s, (size_t)((long long)k + c->offset));
         if (st == LM_OK) {
             c->toks.n = k;
             st = lm_session_append_tokens(c->s, ids + k, n_ids - k);
             if (st == LM_OK && !tb_put(&c->toks, ids + k, n_ids - k)) st = LM_ERR_NOMEM;
-            c->reused = k, c->appended = n_ids - k;
+            c->reused = (size_t)((long long)k + c->offset), c->appended = n_ids - k;
         }
     }
     lm_free_tokens(ids);
@@ -250,7 +291,40 @@ static lm_status reset(chat *c) {
     sb_setlen(&c->done, 0);
     c->toks.n = 0;
     c->text_exact = 1;
+    c->offset = 0, c->pinned = 0, c->resume_pending = 0;
     return lm_session_truncate(c->s, 0);
+}
+
+/* The first rendering after a resume: the text up to the end of the placeholder reply stands
+ * for the restored tokens. 0 on success, 1 after printing the reason. */
+static int resume_point(chat *c, const char *rendered) {
+    const char *at = strstr(rendered, CLI_RESUME_MARK);
+    if (!at) {
+        fprintf(stderr, "lemma chat: the chat template does not render a reply verbatim; cannot "
+                        "continue a saved conversation with it\n");
+        return 1;
+    }
+    size_t n = (size_t)(at - rendered) + strlen(CLI_RESUME_MARK);
+    char err[512];
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    if (lm_vocab_tokenize(c->v, rendered, n, 0, 1, &ids, &n_ids, err, sizeof err) != LM_OK) {
+        fprintf(stderr, "lemma chat: tokenize: %s\n", err);
+        return 1;
+    }
+    sb_setlen(&c->done, 0);
+    c->toks.n = 0;
+    int ok = sb_put(&c->done, rendered, n) && tb_put(&c->toks, ids, n_ids);
+    lm_free_tokens(ids);
+    if (!ok) {
+        fprintf(stderr, "lemma chat: out of memory\n");
+        return 1;
+    }
+    c->text_exact = 1;
+    c->pinned = n_ids;
+    c->offset = (long long)lm_session_n_tokens(c->s) - (long long)n_ids;
+    c->resume_pending = 0;
+    return 0;
 }
 
 /* One turn: user line -> reply streamed. Returns 0 to go on, 1 on a fatal error. */
@@ -264,6 +338,10 @@ static int turn(chat *c, const char *line, size_t len, lm_generate_params *gp, i
     if (!rendered) { /* e.g. invalid UTF-8 in the line: drop the turn, go on */
         sb_setlen(&c->hist, hist0);
         return 0;
+    }
+    if (c->resume_pending && resume_point(c, rendered)) {
+        lm_free_string(rendered);
+        return 1;
     }
     lm_status st = sync_session(c, rendered);
     if (st == LM_ERR_INVALID_ARG && c->toks.n > 0) {
@@ -281,7 +359,8 @@ static int turn(chat *c, const char *line, size_t len, lm_generate_params *gp, i
     lm_free_string(rendered);
     if (st != LM_OK) {
         if (st != LM_ERR_INVALID_ARG) {
-            if (st != LM_ERR_NOMEM) fprintf(stderr, "lemma chat: %s\n", lm_session_error(c->s));
+            if (st != LM_ERR_NOMEM && st != LM_ERR_UNSUPPORTED) /* else reported */
+                fprintf(stderr, "lemma chat: %s\n", lm_session_error(c->s));
             return 1;
         }
         /* this turn alone does not fit the context: drop it, go on */
@@ -351,11 +430,13 @@ int cmd_chat(int argc, char **argv) {
     const char *model_path = NULL, *system = NULL;
     int metrics = 0;
     cli_gen_opts opt;
+    cli_store_opts so = {NULL, NULL};
     cli_gen_opts_init(&opt);
     opt.gen.max_tokens = 512;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
         int g = cli_gen_option("chat", &opt, argc, argv, &i);
+        if (g == 0) g = cli_store_option("chat", &so, argc, argv, &i);
         if (g < 0) return 2;
         if (g > 0) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -386,6 +467,7 @@ int cmd_chat(int argc, char **argv) {
         chat_usage(stderr);
         return 2;
     }
+    if (so.session && !cli_session_name_ok("chat", so.session)) return 1;
     cli_gen_opts_finish(&opt);
     opt.gen.stop_at_eog = 1;
 
@@ -396,8 +478,14 @@ int cmd_chat(int argc, char **argv) {
     c.text_exact = 1;
     char *line = NULL;
     size_t line_cap = 0;
-    int rc = 1;
+    int rc = 1, woken = 0;
+    lm_store *store = NULL;
     int tty = isatty(STDIN_FILENO);
+    if (so.session || so.dir) {
+        /* before the model: a store that cannot be opened costs no model load */
+        if (!(store = cli_store_open("chat", so.dir))) goto done;
+        opt.session.store = store;
+    }
     if (tty) fprintf(stderr, "lemma chat: loading %s...\n", model_path);
     if (lm_model_load(model_path, &opt.model, &m, err, sizeof err) != LM_OK) {
         fprintf(stderr, "lemma chat: %s\n", err);
@@ -413,7 +501,27 @@ int cmd_chat(int argc, char **argv) {
         fprintf(stderr, "lemma chat: %s\n", err);
         goto done;
     }
-    if (lm_session_new(m, &opt.session, &c.s, err, sizeof err) != LM_OK) {
+    if (so.session) {
+        lm_session_params wp = opt.session;
+        wp.page_tokens = 0; /* the saved page size (a new session gets the default) */
+        if (!opt.ctx_set) wp.n_ctx = 0;
+        if (cli_session_open("chat", m, &wp, store, so.session, &c.s, &woken)) goto done;
+        size_t n = lm_session_n_tokens(c.s);
+        if (woken && n > 0) {
+            lm_metrics mt;
+            lm_session_metrics(c.s, &mt);
+            fprintf(stderr, "lemma chat: resumed %s: %zu tokens (woken in %.1f ms)\n",
+                    so.session, n, mt.wake_ms);
+            if (system)
+                fprintf(stderr, "lemma chat: --system is not applied to a resumed "
+                                "conversation\n");
+            c.resume_pending = 1;
+            if (!opt.seed_set) opt.gen.sampling.seed = LM_SEED_CONTINUE;
+        } else if (tty) {
+            fprintf(stderr, "lemma chat: new session %s in %s\n", so.session,
+                    lm_store_dir(store));
+        }
+    } else if (lm_session_new(m, &opt.session, &c.s, err, sizeof err) != LM_OK) {
         fprintf(stderr, "lemma chat: %s\n", err);
         rc = 2; /* -c beyond the model's context */
         goto done;
@@ -423,6 +531,12 @@ int cmd_chat(int argc, char **argv) {
         goto done;
     }
     c.hist_sys = c.hist.n;
+    if (c.resume_pending &&
+        (!sb_message(&c.hist, "user", CLI_RESUME_USER, strlen(CLI_RESUME_USER)) ||
+         !sb_message(&c.hist, "assistant", CLI_RESUME_MARK, strlen(CLI_RESUME_MARK)))) {
+        fprintf(stderr, "lemma chat: out of memory\n");
+        goto done;
+    }
     if (tty) fprintf(stderr, "lemma chat: one message per line; Ctrl-D ends the chat\n");
     for (;;) {
         if (tty) {
@@ -438,6 +552,17 @@ int cmd_chat(int argc, char **argv) {
             k++;
         if (k == (size_t)n) continue; /* blank line */
         if (turn(&c, line, (size_t)n, &opt.gen, metrics)) goto done;
+        if (so.session) {
+            /* one RNG stream per session: later turns continue it (unless --seed) */
+            if (!opt.seed_set) opt.gen.sampling.seed = LM_SEED_CONTINUE;
+            /* saved after every reply: a crash loses at most the turn in progress */
+            if (lm_session_n_tokens(c.s) > 0 &&
+                lm_session_sleep(c.s, store, so.session) != LM_OK) {
+                fprintf(stderr, "lemma chat: saving session '%s': %s\n", so.session,
+                        lm_session_error(c.s));
+                goto done;
+            }
+        }
     }
     if (tty) fputc('\n', stderr);
     if (ferror(stdin)) {
@@ -453,5 +578,6 @@ done:
     lm_session_free(c.s);
     lm_vocab_free(c.v);
     lm_model_free(m);
+    lm_store_close(store);
     return rc;
 }

@@ -1,4 +1,5 @@
-/* cli_util.c — option value parsing and whole-file reads for the subcommands (cli_util.h). */
+/* cli_util.c — option value parsing, whole-file reads and the durable-session helpers shared
+ * by the subcommands (cli_util.h). */
 #include "cli_util.h"
 
 #include <errno.h>
@@ -121,7 +122,8 @@ int cli_gen_option(const char *cmd, cli_gen_opts *o, int argc, char **argv, int 
     if (!strcmp(a, "-n")) {
         if ((ok = cli_parse_long(cmd, a, next, 1, 1 << 24, &v))) o->gen.max_tokens = (int32_t)v;
     } else if (!strcmp(a, "-c")) {
-        if ((ok = cli_parse_long(cmd, a, next, 1, 1 << 24, &v))) o->session.n_ctx = (int32_t)v;
+        if ((ok = cli_parse_long(cmd, a, next, 1, 1 << 24, &v)))
+            o->session.n_ctx = (int32_t)v, o->ctx_set = 1;
     } else if (!strcmp(a, "-b")) {
         if ((ok = cli_parse_long(cmd, a, next, 1, 65536, &v))) o->session.n_batch = (int32_t)v;
     } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
@@ -180,4 +182,172 @@ int cli_gen_check_vocab(const char *cmd, const cli_gen_opts *o, int32_t n_vocab)
             return 0;
         }
     return 1;
+}
+
+/* ---- durable sessions ------------------------------------------------------------------ */
+
+int cli_store_option(const char *cmd, cli_store_opts *o, int argc, char **argv, int *i) {
+    const char *a = argv[*i], *next = *i + 1 < argc ? argv[*i + 1] : NULL;
+    const char **dst;
+    if (!strcmp(a, "--session"))
+        dst = &o->session;
+    else if (!strcmp(a, "--store"))
+        dst = &o->dir;
+    else
+        return 0;
+    if (!next || !*next) {
+        fprintf(stderr, "lemma %s: %s expects a %s\n", cmd, a,
+                dst == &o->session ? "session name" : "directory");
+        return -1;
+    }
+    *dst = next;
+    (*i)++;
+    return 1;
+}
+
+int cli_session_name_ok(const char *cmd, const char *name) {
+    size_t n = name ? strlen(name) : 0;
+    int ok = n >= 1 && n <= 128 && name[0] != '.' && !strstr(name, "..");
+    for (size_t k = 0; ok && k < n; k++) {
+        unsigned char c = (unsigned char)name[k];
+        ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+             c == '_' || c == '-' || c == '.';
+    }
+    if (!ok)
+        fprintf(stderr,
+                "lemma %s: bad session name '%s': use 1-128 characters of A-Z a-z 0-9 _ - . "
+                "(not starting with '.', no '..')\n",
+                cmd, name ? name : "");
+    return ok;
+}
+
+lm_store *cli_store_open(const char *cmd, const char *dir) {
+    char err[512];
+    lm_store *st = NULL;
+    if (lm_store_open(dir, &st, err, sizeof err) != LM_OK) {
+        fprintf(stderr, "lemma %s: store %s: %s\n", cmd, dir ? dir : "(default)", err);
+        return NULL;
+    }
+    return st;
+}
+
+int cli_session_open(const char *cmd, lm_model *m, const lm_session_params *params,
+                     lm_store *st, const char *name, lm_session **out, int *woken) {
+    char err[512];
+    lm_session_params p = *params;
+    *out = NULL;
+    *woken = 0;
+    lm_status s = lm_session_wake(m, &p, st, name, out, err, sizeof err);
+    if (s == LM_OK) {
+        *woken = 1;
+        return 0;
+    }
+    if (s != LM_ERR_NOT_FOUND) {
+        fprintf(stderr, "lemma %s: session '%s' (store %s): %s\n", cmd, name, lm_store_dir(st),
+                err);
+        return 1;
+    }
+    if (p.page_tokens == 0) p.page_tokens = lm_session_default_params().page_tokens;
+    if (lm_session_new(m, &p, out, err, sizeof err) != LM_OK) {
+        fprintf(stderr, "lemma %s: %s\n", cmd, err);
+        return 1;
+    }
+    return 0;
+}
+
+/* Appends s to the growable buffer *b (length *n, capacity *cap) as raw bytes, or as a JSON
+ * string literal when json. 0 when out of memory. */
+static int buf_add(char **b, size_t *n, size_t *cap, const char *s, size_t len, int json) {
+    size_t need = *n + (json ? 6 * len + 2 : len) + 1;
+    if (need > *cap) {
+        size_t c = *cap ? *cap : 256;
+        while (c < need)
+            c *= 2;
+        char *nb = realloc(*b, c);
+        if (!nb) return 0;
+        *b = nb;
+        *cap = c;
+    }
+    char *p = *b + *n;
+    if (!json) {
+        memcpy(p, s, len);
+        p += len;
+    } else {
+        *p++ = '"';
+        for (size_t i = 0; i < len; i++) {
+            unsigned char c = (unsigned char)s[i];
+            if (c == '"' || c == '\\') {
+                *p++ = '\\';
+                *p++ = (char)c;
+            } else if (c < 0x20) {
+                p += sprintf(p, "\\u%04x", c);
+            } else {
+                *p++ = (char)c;
+            }
+        }
+        *p++ = '"';
+    }
+    *p = '\0';
+    *n = (size_t)(p - *b);
+    return 1;
+}
+
+static int buf_lit(char **b, size_t *n, size_t *cap, const char *s) {
+    return buf_add(b, n, cap, s, strlen(s), 0);
+}
+
+int cli_chat_continuation(const char *cmd, const lm_vocab *v, const char *msg, size_t len,
+                          char **out) {
+    char *js = NULL, *r = NULL, err[512];
+    size_t n = 0, cap = 0;
+    int rc = 1;
+    *out = NULL;
+    const char *user = CLI_RESUME_USER, *mark = CLI_RESUME_MARK;
+    if (!buf_lit(&js, &n, &cap, "[{\"role\":\"user\",\"content\":") ||
+        !buf_add(&js, &n, &cap, user, strlen(user), 1) ||
+        !buf_lit(&js, &n, &cap, "},{\"role\":\"assistant\",\"content\":") ||
+        !buf_add(&js, &n, &cap, mark, strlen(mark), 1) ||
+        !buf_lit(&js, &n, &cap, "},{\"role\":\"user\",\"content\":") ||
+        !buf_add(&js, &n, &cap, msg, len, 1) || !buf_lit(&js, &n, &cap, "}]")) {
+        fprintf(stderr, "lemma %s: out of memory\n", cmd);
+        goto done;
+    }
+    if (lm_vocab_apply_template(v, js, NULL, 1, -1, &r, err, sizeof err) != LM_OK) {
+        fprintf(stderr, "lemma %s: chat template: %s\n", cmd, err);
+        goto done;
+    }
+    const char *at = strstr(r, mark);
+    if (!at || strstr(at + 1, mark)) {
+        fprintf(stderr, "lemma %s: the chat template does not render a reply verbatim; cannot "
+                        "continue a saved conversation with it\n", cmd);
+        goto done;
+    }
+    at += strlen(mark);
+    size_t sl = strlen(at);
+    char *o = malloc(sl + 1);
+    if (!o) {
+        fprintf(stderr, "lemma %s: out of memory\n", cmd);
+        goto done;
+    }
+    memcpy(o, at, sl + 1);
+    *out = o;
+    rc = 0;
+done:
+    free(js);
+    lm_free_string(r);
+    return rc;
+}
+
+void cli_json_str(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
 }

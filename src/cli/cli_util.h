@@ -1,7 +1,8 @@
 /*
  * cli_util.h — what every lemma subcommand needs the same way: strict number parsing of
- * option values and reading a whole input file (or stdin), each reporting its own error on
- * stderr as "lemma CMD: ...". Uses only the C library (the CLI links only include/lemma.h).
+ * option values, reading a whole input file (or stdin), the generation options and the
+ * durable-session options (--session / --store) of `run` and `chat`, each reporting its own
+ * error on stderr as "lemma CMD: ...". Uses only the C library and include/lemma.h.
  */
 #ifndef LM_CLI_UTIL_H
 #define LM_CLI_UTIL_H
@@ -9,6 +10,7 @@
 #include "lemma.h"
 
 #include <stddef.h>
+#include <stdio.h>
 
 /* Parses s as a base-10 integer in [lo, hi] for option opt of command cmd. 1 on success;
  * 0 after printing "lemma CMD: OPT expects an integer in [lo, hi], got 'S'". */
@@ -35,6 +37,7 @@ typedef struct cli_gen_opts {
     lm_logit_bias biases[CLI_MAX_LOGIT_BIAS];
     size_t n_bias;
     int seed_set;
+    int ctx_set; /* -c was given */
 } cli_gen_opts;
 
 void cli_gen_opts_init(cli_gen_opts *o);
@@ -49,5 +52,46 @@ int cli_gen_check_vocab(const char *cmd, const cli_gen_opts *o, int32_t n_vocab)
 /* Reads all of PATH ("-" = stdin), at most max bytes, into a NUL-terminated malloc'd buffer
  * (free with free). NULL after printing the reason. */
 char *cli_read_file(const char *cmd, const char *path, size_t max, size_t *len);
+
+/* ---- durable sessions: --session NAME and --store DIR (run, chat) ---------------------- */
+
+typedef struct cli_store_opts {
+    const char *session; /* --session NAME; NULL = none */
+    const char *dir;     /* --store DIR; NULL = the default store (lm_store_open(NULL)) */
+} cli_store_opts;
+
+/* If argv[*i] is --session or --store, consumes it and its value (advancing *i) and returns
+ * 1; 0 when it is not one; -1 after printing why (a missing value: a usage error). */
+int cli_store_option(const char *cmd, cli_store_opts *o, int argc, char **argv, int *i);
+
+/* 1 if name follows the store's session-name rules (1-128 bytes of [A-Za-z0-9_.-], not
+ * starting with '.', no ".."); else prints "lemma CMD: bad session name ..." and returns 0.
+ * The library checks again; this only lets the CLI refuse before loading a model. */
+int cli_session_name_ok(const char *cmd, const char *name);
+
+/* Opens the store dir (NULL = default). NULL after printing the reason. */
+lm_store *cli_store_open(const char *cmd, const char *dir);
+
+/* Wakes session `name` from st for model m (params: n_ctx 0 = the saved one, page_tokens 0
+ * = the saved page size), or, when the store has no such session, creates a new empty one
+ * with params. *woken = 1 when it was woken. Returns 0, or the exit code (1) after printing
+ * the reason (identity mismatch, corrupt store, bad name ...). */
+int cli_session_open(const char *cmd, lm_model *m, const lm_session_params *params,
+                     lm_store *st, const char *name, lm_session **out, int *woken);
+
+/* The text that continues a chat whose session ends after an assistant reply with one more
+ * user message (generation prompt included): the template is rendered for a conversation
+ * with a placeholder user turn and a placeholder reply (CLI_RESUME_MARK) followed by msg, and
+ * what follows the placeholder reply is returned (the end-of-turn markup of the reply, then
+ * the new turn). Exactly what `lemma chat` appends for a later turn when the template renders
+ * each turn the same whatever follows it. *out is freed with free. 0 on success;
+ * 1 after printing the reason. */
+#define CLI_RESUME_USER "lemma-resumed-conversation"
+#define CLI_RESUME_MARK "lemma-resume-point-6b1f0c"
+int cli_chat_continuation(const char *cmd, const lm_vocab *v, const char *msg, size_t len,
+                          char **out);
+
+/* Writes s as a JSON string literal (quotes included) to f. */
+void cli_json_str(FILE *f, const char *s);
 
 #endif

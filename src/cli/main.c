@@ -12,6 +12,7 @@ int cmd_perplexity(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
 int cmd_template(int argc, char **argv);
+int cmd_session(int argc, char **argv);
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -19,8 +20,14 @@ static void usage(FILE *f) {
             "usage: lemma <command> [options]\n"
             "commands:\n"
             "  inspect MODEL [--json]   describe a .gguf file or a Hugging Face model directory\n"
-            "  run -m MODEL -p PROMPT   generate a continuation (see lemma run --help)\n"
-            "  chat -m MODEL            interactive multi-turn chat (see lemma chat --help)\n"
+            "  run -m MODEL -p PROMPT [--session NAME] [--store DIR]\n"
+            "                           generate a continuation (see lemma run --help); with\n"
+            "                           --session, continue and save a durable session\n"
+            "  chat -m MODEL [--session NAME] [--store DIR]\n"
+            "                           interactive multi-turn chat (see lemma chat --help);\n"
+            "                           with --session, resumed and saved after every reply\n"
+            "  session list|show|rm|fork [--store DIR] [--json] ...\n"
+            "                           the sleeping sessions of a store (see lemma session -h)\n"
             "  bench -m MODEL [-p 512] [-n 128] [-t T] [-r REPS] [--json]\n"
             "                           prefill and decode tokens/s, like llama-bench\n"
             "  perplexity -m MODEL -f TEXTFILE [-c CTX]\n"
@@ -50,6 +57,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "detokenize")) return cmd_detokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "template")) return cmd_template(argc - 1, argv + 1);
+    if (!strcmp(cmd, "session")) return cmd_session(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("lemma %s\n", lm_version());
         return 0;

@@ -4,10 +4,24 @@
  *   lemma run -m MODEL -p PROMPT [-n N] [--temp T] [--seed S] [--top-k K] [--top-p P]
  *             [--min-p P] [--repeat-penalty R] [-c CTX] [-b BATCH] [-t THREADS]
  *             [--stop S]... [--logit-bias TOKEN=BIAS]... [--chat] [--metrics]
+ *             [--session NAME] [--store DIR]
  *
  * Only the generated text goes to stdout; errors go to stderr; --metrics prints one JSON line
- * of metrics to stderr at the end. Exit codes: 0 ok, 1 runtime error (model file, memory),
- * 2 bad usage or invalid input (options, sampling parameters, a prompt beyond the context).
+ * of metrics to stderr at the end. Exit codes: 0 ok, 1 runtime error (model file, memory,
+ * store, session identity), 2 bad usage or invalid input (options, sampling parameters, a
+ * prompt beyond the context).
+ *
+ * --session NAME keeps the conversation in a store (--store DIR, default lm_store_open(NULL)):
+ * the session is woken when the store has it (nothing recomputed), the prompt (optional then:
+ * without one the saved state simply goes on generating) is appended, the continuation
+ * generated, and the session put back to sleep under NAME. BOS is added only to the first
+ * text of a new session. With --chat, a new session gets the prompt rendered as the first user
+ * message; a continued one gets only what the template adds for one more user turn after the
+ * saved reply (cli_chat_continuation: the same text `lemma chat` appends for a later turn).
+ * Without --seed a woken session continues its saved RNG stream (LM_SEED_CONTINUE). A session
+ * that cannot be woken (another model, a corrupt store, a bad name) is an error before
+ * anything is generated or written. --store without --session still lends the store's pages
+ * to the prefix cache.
  * Uses only include/lemma.h.
  */
 #include "cli_util.h"
@@ -41,7 +55,13 @@ static void run_usage(FILE *f) {
             "  --logit-bias T=B     add B (a number, or -inf to ban) to token T's logit\n"
             "                       (repeatable)\n"
             "  --chat               wrap the prompt as a user message in the chat template\n"
-            "  --metrics            print a JSON line of metrics to stderr at the end\n");
+            "  --metrics            print a JSON line of metrics to stderr at the end\n"
+            "  --session NAME       continue session NAME of the store (a new one if it does\n"
+            "                       not exist) and save it there afterwards; -p is optional\n"
+            "                       then (without it the saved state goes on generating)\n"
+            "  --store DIR          the session store (default $LEMMA_STORE, else\n"
+            "                       $XDG_DATA_HOME/lemma/store, else ~/.local/share/lemma/store);\n"
+            "                       without --session its pages still serve as a prefix cache\n");
 }
 
 
@@ -57,10 +77,12 @@ int cmd_run(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL;
     int chat = 0, metrics = 0;
     cli_gen_opts opt;
+    cli_store_opts so = {NULL, NULL};
     cli_gen_opts_init(&opt);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
         int g = cli_gen_option("run", &opt, argc, argv, &i);
+        if (g == 0) g = cli_store_option("run", &so, argc, argv, &i);
         if (g < 0) return 2;
         if (g > 0) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -80,19 +102,27 @@ int cmd_run(int argc, char **argv) {
             return 2;
         }
     }
-    if (!model_path || !prompt) {
-        fprintf(stderr, "lemma run: -m MODEL and -p PROMPT are required\n");
+    if (!model_path || (!prompt && !so.session)) {
+        fprintf(stderr, "lemma run: -m MODEL and -p PROMPT (or --session NAME) are required\n");
         run_usage(stderr);
         return 2;
     }
+    if (so.session && !cli_session_name_ok("run", so.session)) return 1;
     cli_gen_opts_finish(&opt);
     opt.gen.on_token = print_token;
 
     char err[512];
     lm_model *m = NULL;
     lm_session *s = NULL;
-    char *wrapped = NULL;
-    int rc = 1;
+    lm_store *store = NULL;
+    lm_vocab *v = NULL;
+    char *wrapped = NULL, *cont = NULL; /* lm_free_string / free */
+    int rc = 1, woken = 0;
+    if (so.session || so.dir) {
+        /* before the model: a store that cannot be opened costs no model load */
+        if (!(store = cli_store_open("run", so.dir))) goto done;
+        opt.session.store = store;
+    }
     if (lm_model_load(model_path, &opt.model, &m, err, sizeof err) != LM_OK) {
         fprintf(stderr, "lemma run: %s\n", err);
         goto done;
@@ -102,22 +132,48 @@ int cmd_run(int argc, char **argv) {
         rc = 2;
         goto done;
     }
-    if (lm_session_new(m, &opt.session, &s, err, sizeof err) != LM_OK) {
+    if (so.session) {
+        lm_session_params wp = opt.session;
+        wp.page_tokens = 0; /* the saved page size (a new session gets the default) */
+        if (!opt.ctx_set) wp.n_ctx = 0;
+        if ((rc = cli_session_open("run", m, &wp, store, so.session, &s, &woken)) != 0)
+            goto done;
+        rc = 1;
+        if (!woken && (!prompt || !*prompt)) {
+            fprintf(stderr, "lemma run: no session '%s' in %s; give -p PROMPT to start it\n",
+                    so.session, lm_store_dir(store));
+            goto done;
+        }
+        if (woken && lm_session_n_tokens(s) > 0 && !opt.seed_set)
+            opt.gen.sampling.seed = LM_SEED_CONTINUE;
+    } else if (lm_session_new(m, &opt.session, &s, err, sizeof err) != LM_OK) {
         fprintf(stderr, "lemma run: %s\n", err);
         rc = 2;
         goto done;
     }
-    const char *text = prompt;
-    if (chat) {
-        if (lm_model_chat_prompt(m, prompt, &wrapped, err, sizeof err) != LM_OK) {
-            fprintf(stderr, "lemma run: --chat: %s\n", err);
-            goto done;
+    int fresh = lm_session_n_tokens(s) == 0;
+    const char *text = prompt ? prompt : "";
+    if (chat && prompt) {
+        if (fresh) {
+            if (lm_model_chat_prompt(m, prompt, &wrapped, err, sizeof err) != LM_OK) {
+                fprintf(stderr, "lemma run: --chat: %s\n", err);
+                goto done;
+            }
+        } else {
+            /* only what one more user turn adds after the saved reply */
+            if (lm_vocab_load(model_path, &v, err, sizeof err) != LM_OK) {
+                fprintf(stderr, "lemma run: %s\n", err);
+                goto done;
+            }
+            if (cli_chat_continuation("run", v, prompt, strlen(prompt), &cont)) goto done;
         }
-        text = wrapped;
+        text = fresh ? wrapped : cont;
     }
-    /* A raw prompt gets BOS etc. as the model asks; a rendered template carries its own
-     * special tokens as text, so those are parsed rather than added again. */
-    lm_status st = lm_session_append_text(s, text, strlen(text), !chat, 1);
+    /* A raw prompt gets BOS etc. as the model asks (only at the start of a session); a rendered
+     * template carries its own special tokens as text, so those are parsed rather than added
+     * again. */
+    lm_status st = LM_OK;
+    if (*text || fresh) st = lm_session_append_text(s, text, strlen(text), !chat && fresh, 1);
     if (st == LM_OK) st = lm_session_generate(s, &opt.gen);
     if (st != LM_OK) {
         fflush(stdout);
@@ -127,19 +183,31 @@ int cmd_run(int argc, char **argv) {
     }
     fprintf(stdout, "\n");
     fflush(stdout);
+    if (so.session && lm_session_sleep(s, store, so.session) != LM_OK) {
+        fprintf(stderr, "lemma run: saving session '%s': %s\n", so.session,
+                lm_session_error(s));
+        goto done;
+    }
     rc = 0;
     if (metrics) {
         lm_metrics mt;
         lm_session_metrics(s, &mt);
         fprintf(stderr,
                 "{\"prompt_tokens\":%llu,\"generated_tokens\":%llu,\"prefill_ms\":%.3f,"
-                "\"decode_ms\":%.3f,\"prefill_tps\":%.2f,\"decode_tps\":%.2f,\"ttft_ms\":%.3f}\n",
+                "\"decode_ms\":%.3f,\"prefill_tps\":%.2f,\"decode_tps\":%.2f,\"ttft_ms\":%.3f,"
+                "\"reused_tokens\":%llu,\"restored_tokens\":%llu,\"wake_ms\":%.3f,"
+                "\"session_tokens\":%zu}\n",
                 (unsigned long long)mt.prompt_tokens, (unsigned long long)mt.generated_tokens,
-                mt.prefill_ms, mt.decode_ms, mt.prefill_tps, mt.decode_tps, mt.ttft_ms);
+                mt.prefill_ms, mt.decode_ms, mt.prefill_tps, mt.decode_tps, mt.ttft_ms,
+                (unsigned long long)mt.reused_tokens, (unsigned long long)mt.restored_tokens,
+                mt.wake_ms, lm_session_n_tokens(s));
     }
 done:
     lm_free_string(wrapped);
+    free(cont);
+    lm_vocab_free(v);
     lm_session_free(s);
     lm_model_free(m);
+    lm_store_close(store);
     return rc;
 }

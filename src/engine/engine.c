@@ -1,30 +1,15 @@
 /*
  * engine.c — the public engine API of include/lemma.h: models, sessions, generation.
- *
- * A model owns the mapped GGUF file or Hugging Face directory (config.json + safetensors), the
- * bound architecture (model/arch.h), the tokenizer, the
- * chat template and a CPU backend. A session owns a page table in its own KV pool, forward
- * buffers, the token history and the last logits (host copy).
- *
- * Invariants of a session: tokens[0..n_tokens) == the positions in its KV pages
- * (seq.n_tokens == n_tokens); has_logits iff logits hold the output after tokens[n_tokens-1].
- * Every failing call restores them (KV truncated back), so a session is never half-updated.
+ * The objects and their invariants: engine_internal.h. Sleep, wake and fork: session_store.c.
  */
-#include "lemma.h"
+#include "engine/engine_internal.h"
 
-#include "backend/backend.h"
 #include "core/alloc.h"
 #include "core/file.h"
-#include "core/status.h"
 #include "core/model_path.h"
-#include "format/gguf.h"
-#include "format/hf.h"
-#include "kv/kv.h"
-#include "model/arch.h"
-#include "sample/sample.h"
+#include "engine/identity.h"
 #include "template/template.h"
 #include "tokenizer/hf_tokenizer.h"
-#include "tokenizer/tokenizer.h"
 
 #include <jansson.h>
 #include <string.h>
@@ -32,37 +17,12 @@
 #include <unistd.h>
 #include <utf8proc.h>
 
-struct lm_model {
-    lm_gguf *gguf;          /* the model file, or */
-    lm_hf *hf;              /* the Hugging Face directory */
-    lm_arch_model arch;
-    lm_tokenizer *tok;      /* NULL when the file's tokenizer could not be built */
-    char tok_error[LM_ERR_MSG_MAX];
-    char *chat_template;    /* NUL-terminated copy, NULL if none */
-    char arch_name[32];
-    lm_backend *be;
-};
-
-struct lm_session {
-    lm_model *model;
-    lm_session_params p;
-    lm_kv_pool pool;
-    lm_kv_seq seq;
-    lm_forward_bufs bufs;
-    int32_t *tokens;        /* (n_ctx) history */
-    size_t n_tokens;
-    float *logits;          /* (n_vocab) host copy of the last logits */
-    int has_logits;
-    lm_err err;
-    lm_metrics m;
-    double t_first_append;  /* monotonic ms of the first append since reset; < 0 = none */
-};
-
-static double now_ms(void) {
+double lm_engine_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
+#define now_ms lm_engine_now_ms
 
 /* ---- model ------------------------------------------------------------------------------ */
 
@@ -73,6 +33,12 @@ lm_model_params lm_model_default_params(void) {
 
 void lm_model_free(lm_model *m) {
     if (!m) return;
+    for (int i = 0; i < m->n_pools; i++) {
+        lm_kv_pool_free(m->pools[i].pool);
+        lm_free(m->pools[i].pool);
+    }
+    pthread_mutex_destroy(&m->lock);
+    lm_free(m->path);
     lm_backend_free(m->be);
     lm_tokenizer_free(m->tok);
     lm_arch_free(&m->arch);
@@ -171,6 +137,11 @@ lm_status lm_model_load(const char *path, const lm_model_params *params, lm_mode
                        p.n_threads);
         goto fail;
     }
+    if (p.kv_cache_mb > (1u << 24)) {
+        s = lm_err_set(&err, LM_ERR_INVALID_ARG, "model: kv_cache_mb %llu not in [0, %u]",
+                       (unsigned long long)p.kv_cache_mb, 1u << 24);
+        goto fail;
+    }
     int nt = p.n_threads;
     if (nt == 0) {
         long c = sysconf(_SC_NPROCESSORS_ONLN);
@@ -183,12 +154,24 @@ lm_status lm_model_load(const char *path, const lm_model_params *params, lm_mode
         s = lm_err_set(&err, LM_ERR_NOMEM, "model: out of memory");
         goto fail;
     }
+    pthread_mutex_init(&m->lock, NULL);
+    m->path = lm_strdup(path);
+    if (!m->path) {
+        s = lm_err_set(&err, LM_ERR_NOMEM, "model: out of memory");
+        goto fail;
+    }
+    m->kv_budget = (p.kv_cache_mb ? p.kv_cache_mb : 2048) << 20;
     if (lm_path_is_dir(path)) {
         if ((s = load_hf(m, path, &err))) goto fail;
     } else if ((s = load_gguf(m, path, &err))) {
         goto fail;
     }
     if ((s = lm_backend_cpu_create(nt, &m->be, &err))) goto fail;
+    {
+        const char *base = strrchr(path, '/');
+        base = base && base[1] ? base + 1 : path;
+        snprintf(m->desc, sizeof m->desc, "%s, %.400s", m->arch_name, base);
+    }
     lm_free(resolved);
     *out = m;
     return LM_OK;
@@ -205,6 +188,70 @@ const char *lm_model_arch(const lm_model *m) { return m ? m->arch_name : ""; }
 
 int lm_model_token_is_eog(const lm_model *m, int32_t token) {
     return m && m->tok && lm_tokenizer_is_eog(m->tok, token);
+}
+
+lm_status lm_engine_pool(lm_model *m, int32_t page_tokens, lm_kv_pool **out, lm_err *err) {
+    lm_status st = LM_OK;
+    pthread_mutex_lock(&m->lock);
+    for (int i = 0; i < m->n_pools; i++)
+        if (m->pools[i].page_tokens == page_tokens) {
+            *out = m->pools[i].pool;
+            goto done;
+        }
+    if (m->n_pools == LM_ENGINE_MAX_POOLS) {
+        st = lm_err_set(err, LM_ERR_UNSUPPORTED, "session: at most %d page sizes per model",
+                        LM_ENGINE_MAX_POOLS);
+        goto done;
+    }
+    const lm_hparams *hp = &m->arch.hp;
+    lm_kv_config kc = {hp->n_layer, hp->n_head_kv * hp->head_dim, page_tokens, 1};
+    /* pages of one page_tokens-sized block of every layer, K and V, f16 */
+    uint64_t page_bytes = (uint64_t)kc.n_layer * 2 * (uint64_t)page_tokens * (uint64_t)kc.kv_dim * 2;
+    uint64_t budget_pages = m->kv_budget / page_bytes;
+    /* one session of the full trained context always fits */
+    uint64_t min_pages = ((uint64_t)hp->n_ctx_train + (uint64_t)page_tokens - 1) /
+                         (uint64_t)page_tokens + 1;
+    uint64_t n = budget_pages > min_pages ? budget_pages : min_pages;
+    kc.max_pages = n > (1u << 20) ? (1 << 20) : (int32_t)n;
+    lm_kv_pool *pool = lm_calloc(1, sizeof *pool);
+    if (!pool) {
+        st = lm_err_set(err, LM_ERR_NOMEM, "session: out of memory for a page pool");
+        goto done;
+    }
+    if ((st = lm_kv_pool_init(pool, &kc, err))) {
+        lm_free(pool);
+        goto done;
+    }
+    m->pools[m->n_pools].page_tokens = page_tokens;
+    m->pools[m->n_pools].pool = pool;
+    m->n_pools++;
+    *out = pool;
+done:
+    pthread_mutex_unlock(&m->lock);
+    return st;
+}
+
+lm_status lm_engine_identity(lm_model *m, int32_t page_tokens, lm_identity *out, lm_err *err) {
+    pthread_mutex_lock(&m->lock);
+    if (m->id_state == 0) {
+        lm_identity_src src = {m->gguf, m->hf, &m->arch.hp, m->arch_name, m->chat_template,
+                               m->path};
+        lm_err_clear(&m->id_err);
+        m->id_state = lm_identity_compute(&src, &m->id, &m->id_err) == LM_OK ? 1 : -1;
+    }
+    lm_status st = LM_OK;
+    if (m->id_state < 0) {
+        st = lm_err_set(err, LM_ERR_INTERNAL, "model identity: %s", m->id_err.msg);
+    } else {
+        *out = m->id;
+        out->kv_dtype = LM_KV_DTYPE_F16;
+        out->page_tokens = (uint32_t)page_tokens;
+        out->n_layer = (uint32_t)m->arch.hp.n_layer;
+        out->kv_dim = (uint32_t)(m->arch.hp.n_head_kv * m->arch.hp.head_dim);
+        lm_identity_kv_id(out, out->kv_id);
+    }
+    pthread_mutex_unlock(&m->lock);
+    return st;
 }
 
 lm_status lm_model_chat_prompt(const lm_model *m, const char *user_message, char **out,
@@ -265,69 +312,71 @@ done:
 /* ---- session ---------------------------------------------------------------------------- */
 
 lm_session_params lm_session_default_params(void) {
-    lm_session_params p = {0, 256, 256};
+    lm_session_params p = {0, 256, 256, 1, NULL};
     return p;
 }
 
 void lm_session_free(lm_session *s) {
     if (!s) return;
     lm_forward_bufs_free(s->model->be, &s->bufs);
-    lm_kv_seq_free(&s->pool, &s->seq);
-    lm_kv_pool_free(&s->pool);
+    lm_kv_seq_free(s->pool, &s->seq);
     lm_free(s->tokens);
     lm_free(s->logits);
     lm_free(s);
 }
 
-lm_status lm_session_new(lm_model *m, const lm_session_params *params, lm_session **out,
-                         char *errbuf, size_t err_len) {
-    lm_err err;
-    lm_err_clear(&err);
+lm_status lm_engine_session_create(lm_model *m, const lm_session_params *params,
+                                   lm_session **out, lm_err *err) {
     lm_status st = LM_OK;
     lm_session *s = NULL;
-    if (out) *out = NULL;
-    if (!m || !out) {
-        st = lm_err_set(&err, LM_ERR_INVALID_ARG, "session: model and out are required");
-        goto fail;
-    }
-    lm_session_params p = params ? *params : lm_session_default_params();
+    *out = NULL;
+    lm_session_params p = *params;
     const lm_hparams *hp = &m->arch.hp;
     if (p.n_ctx == 0) p.n_ctx = hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
-    if (p.n_ctx < 1 || p.n_ctx > hp->n_ctx_train) {
-        st = lm_err_set(&err, LM_ERR_INVALID_ARG, "session: n_ctx %d not in [1, %d]", p.n_ctx,
-                        hp->n_ctx_train);
-        goto fail;
-    }
-    if (p.n_batch < 1 || p.n_batch > 65536 || p.page_tokens < 1 || p.page_tokens > 65536) {
-        st = lm_err_set(&err, LM_ERR_INVALID_ARG, "session: n_batch %d / page_tokens %d not in "
-                        "[1, 65536]", p.n_batch, p.page_tokens);
-        goto fail;
-    }
+    if (p.n_ctx < 1 || p.n_ctx > hp->n_ctx_train)
+        return lm_err_set(err, LM_ERR_INVALID_ARG, "session: n_ctx %d not in [1, %d]", p.n_ctx,
+                          hp->n_ctx_train);
+    if (p.n_batch < 1 || p.n_batch > 65536 || p.page_tokens < 1 || p.page_tokens > 65536)
+        return lm_err_set(err, LM_ERR_INVALID_ARG, "session: n_batch %d / page_tokens %d not in "
+                          "[1, 65536]", p.n_batch, p.page_tokens);
+    if (p.prefix_cache != 0 && p.prefix_cache != 1)
+        return lm_err_set(err, LM_ERR_INVALID_ARG, "session: prefix_cache %d is not 0 or 1",
+                          p.prefix_cache);
     s = lm_calloc(1, sizeof *s);
-    if (!s) {
-        st = lm_err_set(&err, LM_ERR_NOMEM, "session: out of memory");
-        goto fail;
-    }
+    if (!s) return lm_err_set(err, LM_ERR_NOMEM, "session: out of memory");
     s->model = m;
     s->p = p;
     s->t_first_append = -1.0;
-    lm_kv_config kc = {hp->n_layer, hp->n_head_kv * hp->head_dim, p.page_tokens,
-                       (p.n_ctx + p.page_tokens - 1) / p.page_tokens};
     lm_kv_seq_init(&s->seq);
-    if ((st = lm_kv_pool_init(&s->pool, &kc, &err))) goto fail;
+    if ((st = lm_engine_pool(m, p.page_tokens, &s->pool, err))) goto fail;
     int64_t nb = p.n_batch < p.n_ctx ? p.n_batch : p.n_ctx;
-    if ((st = lm_forward_bufs_init(m->be, hp, nb, &s->bufs, &err))) goto fail;
+    if ((st = lm_forward_bufs_init(m->be, hp, nb, &s->bufs, err))) goto fail;
     s->tokens = lm_calloc((size_t)p.n_ctx, sizeof *s->tokens);
     s->logits = lm_calloc((size_t)hp->n_vocab, sizeof *s->logits);
     if (!s->tokens || !s->logits) {
-        st = lm_err_set(&err, LM_ERR_NOMEM, "session: out of memory for %d tokens", p.n_ctx);
+        st = lm_err_set(err, LM_ERR_NOMEM, "session: out of memory for %d tokens", p.n_ctx);
         goto fail;
     }
     *out = s;
     return LM_OK;
 fail:
     lm_session_free(s);
-    lm_err_copy(&err, errbuf, err_len);
+    return st;
+}
+
+lm_status lm_session_new(lm_model *m, const lm_session_params *params, lm_session **out,
+                         char *errbuf, size_t err_len) {
+    lm_err err;
+    lm_err_clear(&err);
+    if (out) *out = NULL;
+    lm_status st;
+    if (!m || !out) {
+        st = lm_err_set(&err, LM_ERR_INVALID_ARG, "session: model and out are required");
+    } else {
+        lm_session_params p = params ? *params : lm_session_default_params();
+        st = lm_engine_session_create(m, &p, out, &err);
+    }
+    if (st != LM_OK) lm_err_copy(&err, errbuf, err_len);
     return st;
 }
 
@@ -335,10 +384,56 @@ const char *lm_session_error(const lm_session *s) { return s ? s->err.msg : "no 
 size_t lm_session_n_tokens(const lm_session *s) { return s ? s->n_tokens : 0; }
 
 static void rollback(lm_session *s, size_t n) {
-    lm_kv_seq_truncate(&s->pool, &s->seq, (int64_t)n);
+    lm_kv_seq_truncate(s->pool, &s->seq, (int64_t)n);
     s->seq.n_tokens = (int64_t)n;
     s->n_tokens = n;
     s->has_logits = 0;
+}
+
+lm_status lm_engine_key_pages(lm_session *s, const uint8_t kv_id[32]) {
+    const int64_t pt = s->pool->cfg.page_tokens;
+    const int32_t full = (int32_t)(s->seq.n_tokens / pt);
+    for (int32_t p = s->seq.n_keyed; p < full; p++) {
+        lm_kv_page_key(kv_id, p ? &s->seq.keys[p - 1] : NULL, s->tokens + (size_t)p * (size_t)pt,
+                       (size_t)pt, &s->seq.keys[p]);
+        s->seq.n_keyed = p + 1;
+        if (s->p.prefix_cache) {
+            lm_status st = lm_kv_publish(s->pool, &s->seq, p, &s->err);
+            if (st != LM_OK) return st;
+        }
+    }
+    return LM_OK;
+}
+
+/* Prefix reuse: attaches the published pages (from the pool, else from the session's store)
+ * whose keys match tokens[0..n) page by page, starting at a page boundary. Returns how many
+ * tokens it attached (their ids copied into s->tokens); 0 when nothing matched or the
+ * identity is unavailable (then the tokens are simply computed). */
+static size_t attach_prefix(lm_session *s, const int32_t *tokens, size_t n) {
+    const size_t pt = (size_t)s->pool->cfg.page_tokens;
+    const size_t n0 = s->n_tokens;
+    if (!s->p.prefix_cache || n0 % pt || n < pt) return 0;
+    if ((size_t)s->seq.n_keyed != n0 / pt) return 0; /* earlier pages not keyed */
+    lm_identity id;
+    lm_err e;
+    if (lm_engine_identity(s->model, (int32_t)pt, &id, &e) != LM_OK) return 0;
+    size_t i = 0;
+    while (n - i >= pt) {
+        const int32_t np = s->seq.n_pages;
+        lm_kv_key key;
+        lm_kv_page_key(id.kv_id, np ? &s->seq.keys[np - 1] : NULL, tokens + i, pt, &key);
+        int32_t page = lm_kv_lookup(s->pool, &key, NULL);
+        if (page < 0 && s->p.store && lm_engine_fetch_page(s, &id, &key) == LM_OK) {
+            i += pt; /* fetched, attached and published by lm_engine_fetch_page */
+            memcpy(s->tokens + n0 + i - pt, tokens + i - pt, pt * sizeof *tokens);
+            continue;
+        }
+        if (page < 0 || lm_kv_seq_attach(s->pool, &s->seq, page, &e) != LM_OK) break;
+        memcpy(s->tokens + n0 + i, tokens + i, pt * sizeof *tokens);
+        i += pt;
+    }
+    s->n_tokens = n0 + i;
+    return i;
 }
 
 /* Appends without touching metrics; on failure the session is rolled back. */
@@ -356,22 +451,39 @@ static lm_status append(lm_session *s, const int32_t *tokens, size_t n) {
         return lm_err_set(&s->err, LM_ERR_INVALID_ARG,
                           "append: %zu tokens after %zu exceed the context of %d tokens", n, n0,
                           s->p.n_ctx);
-    lm_status st = lm_kv_seq_reserve(&s->pool, &s->seq, (int64_t)(n0 + n), &s->err);
-    for (size_t i = 0; st == LM_OK && i < n; i += (size_t)s->bufs.n_batch) {
+    size_t done = attach_prefix(s, tokens, n);
+    if (done == n) {
+        /* everything was cached: recompute the last token for its logits (its page is
+         * copied on write, the cached one stays as it is) */
+        lm_kv_seq_truncate(s->pool, &s->seq, (int64_t)(n0 + n - 1));
+        s->n_tokens = n0 + n - 1;
+        done = n - 1;
+    }
+    lm_status st = lm_kv_seq_reserve(s->pool, &s->seq, (int64_t)(n0 + n), &s->err);
+    for (size_t i = done; st == LM_OK && i < n; i += (size_t)s->bufs.n_batch) {
         size_t c = n - i < (size_t)s->bufs.n_batch ? n - i : (size_t)s->bufs.n_batch;
-        st = lm_forward(m->be, &m->arch, &s->pool, &s->seq, tokens + i, (int64_t)c, i + c == n,
+        st = lm_forward(m->be, &m->arch, s->pool, &s->seq, tokens + i, (int64_t)c, i + c == n,
                         &s->bufs, &s->err);
     }
     if (st == LM_OK)
         st = m->be->ops->download(m->be, s->logits, s->bufs.logits, (size_t)m->arch.hp.n_vocab,
                                   &s->err);
+    if (st == LM_OK) {
+        memcpy(s->tokens + n0, tokens, n * sizeof *tokens);
+        s->n_tokens = n0 + n;
+        s->has_logits = 1;
+        /* key (and publish) the pages this append filled; a page's key needs its tokens */
+        lm_identity id;
+        lm_err e;
+        if (s->p.prefix_cache && s->seq.n_tokens / s->pool->cfg.page_tokens > s->seq.n_keyed &&
+            lm_engine_identity(m, s->p.page_tokens, &id, &e) == LM_OK)
+            st = lm_engine_key_pages(s, id.kv_id);
+    }
     if (st != LM_OK) {
         rollback(s, n0);
         return st;
     }
-    memcpy(s->tokens + n0, tokens, n * sizeof *tokens);
-    s->n_tokens = n0 + n;
-    s->has_logits = 1;
+    s->m.reused_tokens += done;
     return LM_OK;
 }
 
@@ -540,6 +652,11 @@ lm_status lm_session_generate(lm_session *s, const lm_generate_params *params) {
                           m->tok_error);
     lm_sampler smp;
     if ((st = lm_sampler_init(&smp, &params->sampling, m->arch.hp.n_vocab, &s->err))) return st;
+    if (params->sampling.seed == LM_SEED_CONTINUE) {
+        /* the session's own stream: where the last generate (or the woken state) left it */
+        if (s->rng_valid) smp.rng = s->rng;
+        else lm_sampler_seed(&smp.rng, 0);
+    }
     stop_match sm = {params->stop, params->n_stop, NULL, 0, 0};
     const int use_stops = params->n_stop > 0;
     lm_detok_stream *ds = NULL;
@@ -593,6 +710,8 @@ lm_status lm_session_generate(lm_session *s, const lm_generate_params *params) {
     }
 timed:
     s->m.decode_ms += now_ms() - t0;
+    s->rng = smp.rng;
+    s->rng_valid = 1;
 done:
     lm_free(sm.hold);
     lm_detok_stream_free(ds);
