@@ -5,8 +5,9 @@
  * Locking: every call takes the store's flock (shared for reads, exclusive for writes) for its
  * whole duration, so a multi-step operation (sleep = pages + manifest + index) is atomic with
  * respect to other lemma processes and threads using the same directory.
- * Durability: files are written temp + fsync + rename + fsync(dir) (core/file.h); the manifest
- * rename is the commit point of a sleep and of a delete (docs/formats/store.md §6).
+ * Durability: files are written as tmp/PID-RANDOM, fsync'd, renamed into place and their
+ * directory fsync'd (store.c's own writer, so every step can call the crash hook); the manifest
+ * rename is the commit point of a sleep and its unlink of a delete (docs/formats/store.md §6).
  */
 #ifndef LM_STORE_STORE_H
 #define LM_STORE_STORE_H
