@@ -590,11 +590,20 @@ static void test_errors(void) {
     lm_status r = lm_session_wake(m, &wp, st, "good-1", &w, err, sizeof err);
     T_CHECK(r == LM_ERR_CORRUPT || r == LM_ERR_FORMAT, "corrupted page refused: %s", err);
     T_CHECK(!w, "no session on failure");
-    /* sleeping again rewrites nothing that is broken? the blob name is content-addressed, so
-     * the store still holds the corrupt file: the woken state is refused until re-slept under
-     * new content. The in-memory session is unaffected and still generates. */
+    /* the damaged blob was moved aside: sleeping the same state again rewrites it */
+    T_REQUIRE(lm_session_sleep(s, st, "good-1") == LM_OK, "%s", lm_session_error(s));
+    r = lm_session_wake(m, &wp, st, "good-1", &w, err, sizeof err);
+    T_CHECK(r == LM_OK, "after a re-sleep the session wakes: %s", err);
+    lm_session_free(w);
+    w = NULL;
+    /* a truncated manifest is refused */
+    snprintf(cmd, sizeof cmd, "truncate -s 100 %s/sessions/good-1.session", dir);
+    T_REQUIRE(system(cmd) == 0, "truncate the manifest");
+    r = lm_session_wake(m, &wp, st, "good-1", &w, err, sizeof err);
+    T_CHECK((r == LM_ERR_CORRUPT || r == LM_ERR_FORMAT) && !w, "truncated manifest refused: %s",
+            err);
     toks g;
-    T_CHECK(gen(s, 3, 0.0f, 1, &g) == LM_OK && g.n == 3, "session still usable");
+    T_CHECK(gen(s, 3, 0.0f, 1, &g) == LM_OK && g.n == 3, "the in-memory session still works");
     lm_session_free(s);
     lm_store_close(st);
     lm_model_free(m);

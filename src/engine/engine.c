@@ -419,16 +419,13 @@ static size_t attach_prefix(lm_session *s, const int32_t *tokens, size_t n) {
     if (lm_engine_identity(s->model, (int32_t)pt, &id, &e) != LM_OK) return 0;
     size_t i = 0;
     while (n - i >= pt) {
-        const int32_t np = s->seq.n_pages;
+        const size_t np = (n0 + i) / pt; /* pages before this one */
         lm_kv_key key;
         lm_kv_page_key(id.kv_id, np ? &s->seq.keys[np - 1] : NULL, tokens + i, pt, &key);
-        int32_t page = lm_kv_lookup(s->pool, &key, NULL);
-        if (page < 0 && s->p.store && lm_engine_fetch_page(s, &id, &key) == LM_OK) {
-            i += pt; /* fetched, attached and published by lm_engine_fetch_page */
-            memcpy(s->tokens + n0 + i - pt, tokens + i - pt, pt * sizeof *tokens);
-            continue;
-        }
-        if (page < 0 || lm_kv_seq_attach(s->pool, &s->seq, page, &e) != LM_OK) break;
+        lm_status r = lm_kv_seq_attach_key(s->pool, &s->seq, &key, NULL, &e);
+        if (r == LM_ERR_NOT_FOUND && s->p.store)
+            r = lm_engine_fetch_page(s, &id, &key); /* attaches and publishes it */
+        if (r != LM_OK) break;
         memcpy(s->tokens + n0 + i, tokens + i, pt * sizeof *tokens);
         i += pt;
     }

@@ -132,8 +132,8 @@ static lm_status wake_sink(void *user, uint32_t i, const void *payload, size_t b
     if (bytes != lm_kv_page_bytes(s->pool) / (size_t)pt * ref->n_filled)
         return lm_err_set(err, LM_ERR_CORRUPT, "wake: page %u has %zu bytes", i, bytes);
     if ((int32_t)ref->n_filled == pt) {
-        int32_t id = lm_kv_lookup(s->pool, &ref->key, &ref->content);
-        if (id >= 0 && lm_kv_seq_attach(s->pool, &s->seq, id, err) == LM_OK) {
+        lm_err miss;
+        if (lm_kv_seq_attach_key(s->pool, &s->seq, &ref->key, &ref->content, &miss) == LM_OK) {
             c->reused += (uint64_t)pt;
             return LM_OK;
         }
@@ -260,8 +260,9 @@ static lm_status fetch_sink(void *user, uint32_t i, const void *payload, size_t 
 lm_status lm_engine_fetch_page(lm_session *s, const lm_identity *id, const lm_kv_key *key) {
     lm_err e;
     lm_err_clear(&e);
-    const int32_t np = s->seq.n_pages;
-    if (s->seq.n_keyed != np) return LM_ERR_NOT_FOUND;
+    const int32_t np = (int32_t)(s->seq.n_tokens / s->pool->cfg.page_tokens);
+    if (s->seq.n_tokens % s->pool->cfg.page_tokens || s->seq.n_keyed != np)
+        return LM_ERR_NOT_FOUND;
     fetch_ctx c = {s};
     lm_page_ref ref;
     lm_status r = lm_store_find_page(s->p.store, key, id, &ref, fetch_sink, &c, &e);

@@ -466,6 +466,31 @@ lm_status lm_kv_seq_attach(lm_kv_pool *pool, lm_kv_seq *seq, int32_t id, lm_err 
     return LM_OK;
 }
 
+lm_status lm_kv_seq_attach_key(lm_kv_pool *pool, lm_kv_seq *seq, const lm_kv_key *key,
+                               const lm_kv_digest *digest, lm_err *err) {
+    lm_status st = append_check(pool, seq, "attach", err);
+    if (st) return st;
+    const int32_t at = (int32_t)(seq->n_tokens / pool->cfg.page_tokens);
+    struct lm_kv_index *ix = pool->index;
+    lock(pool);
+    int32_t id = ix->slots[index_find(ix, key)];
+    if (id >= 0 && digest && memcmp(ix->digest[id].b, digest->b, sizeof digest->b) != 0) id = -1;
+    if (id < 0) {
+        unlock(pool);
+        return lm_err_set(err, LM_ERR_NOT_FOUND, "kv: no published page with that key");
+    }
+    ix->stamp[id] = ++ix->clock;
+    release_from(pool, seq, at); /* pages reserved beyond the length hold nothing */
+    if (pool->refcount[id]++ == 0) pool->n_live++;
+    seq->keys[at] = ix->key[id];
+    unlock(pool);
+    seq->table[at] = id;
+    if (seq->n_keyed == at) seq->n_keyed = at + 1;
+    seq->n_pages = at + 1;
+    seq->n_tokens += pool->cfg.page_tokens;
+    return LM_OK;
+}
+
 lm_status lm_kv_seq_push_page(lm_kv_pool *pool, lm_kv_seq *seq, int32_t n_filled,
                               lm_half **mem, lm_err *err) {
     if (n_filled < 1 || n_filled > pool->cfg.page_tokens)

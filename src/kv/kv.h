@@ -112,6 +112,12 @@ int32_t lm_kv_lookup(lm_kv_pool *pool, const lm_kv_key *key, const lm_kv_digest 
 /* Appends published page `id` to seq, whose length must be a multiple of page_tokens (else
  * LM_ERR_INVALID_ARG): refcount + 1, seq->keys gets its key, n_tokens += page_tokens. */
 lm_status lm_kv_seq_attach(lm_kv_pool *pool, lm_kv_seq *seq, int32_t id, lm_err *err);
+/* Looks key up (and digest, when not NULL) and appends that page to seq in one step under the
+ * pool's lock, so no other thread can evict it in between (lm_kv_lookup + lm_kv_seq_attach
+ * may race with eviction when the pool is shared between threads). LM_ERR_NOT_FOUND when no
+ * such page is published. */
+lm_status lm_kv_seq_attach_key(lm_kv_pool *pool, lm_kv_seq *seq, const lm_kv_key *key,
+                               const lm_kv_digest *digest, lm_err *err);
 /* Appends a fresh page owned by seq (length must be a multiple of page_tokens) and returns its
  * memory in *mem for the caller to fill with n_filled rows per (layer, kind) block (the
  * layout above); n_tokens += n_filled. Used to restore pages read from a store. */

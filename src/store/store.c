@@ -1261,6 +1261,22 @@ static lm_status read_manifest(lm_store *st, const char *name, lm_manifest **out
     return LM_OK;
 }
 
+/* Moves a damaged blob to STORE/corrupt/ (kept for inspection, out of every lookup); *moved
+ * gets the new path, "" when the move failed (then the blob stays where it is). */
+static void quarantine(lm_store *st, const char *path, const char *blob, char *moved) {
+    char dir[PATH_CAP];
+    moved[0] = 0;
+    if (snprintf(dir, sizeof dir, "%s/corrupt", st->path) >= (int)sizeof dir) return;
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) return;
+    static unsigned counter; /* distinct names for repeated damage within a second */
+    char to[PATH_CAP + 64];
+    if (snprintf(to, sizeof to, "%s/%s.%ld.%ld.%u", dir, blob, (long)time(NULL),
+                 (long)getpid(), __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED)) >=
+        (int)sizeof to)
+        return;
+    if (rename(path, to) == 0) snprintf(moved, PATH_CAP + 64, "%s", to);
+}
+
 lm_status lm_store_load(lm_store *st, const char *name, lm_manifest **out,
                         lm_store_page_sink sink, void *user, lm_err *err) {
     if (out) *out = NULL;
@@ -1305,8 +1321,12 @@ lm_status lm_store_load(lm_store *st, const char *name, lm_manifest **out,
         }
         if (r == LM_OK) r = lm_page_blob_check(buf, total, &h, &payload, &perr);
         if (r != LM_OK) {
-            r = lm_err_set(err, r, "store %s: page %u of session '%s': %s: %s", st->path, i,
-                           name, path, perr.msg);
+            /* a damaged blob is moved aside so that the next sleep of this content writes it
+             * again (a save trusts a present blob's header, not its payload) */
+            char moved[PATH_CAP + 64] = "";
+            if (r == LM_ERR_CORRUPT || r == LM_ERR_FORMAT) quarantine(st, path, blob, moved);
+            r = lm_err_set(err, r, "store %s: page %u of session '%s': %s: %s%s%s", st->path, i,
+                           name, path, perr.msg, moved[0] ? "; moved to " : "", moved);
             goto done;
         }
         if ((r = sink(user, i, payload, pay, err)) != LM_OK) goto done;
