@@ -115,6 +115,11 @@ typedef struct lm_backend_ops {
     lm_status (*copy)(lm_backend *be, float *dst, const float *src, int64_t n, lm_err *err);
     /* y (n) = cap * tanh(y / cap) */
     lm_status (*softcap)(lm_backend *be, float *y, float cap, int64_t n, lm_err *err);
+    /* ys[i] (n, ws[i]->rows) = x (n, cols) · ws[i]ᵀ for i < count (1..4), every ws[i] with the
+     * same cols: weights that share an input (Q/K/V, gate/up) in one op, so the backend can
+     * prepare the input once and synchronise once. Optional: NULL = one matmul per weight. */
+    lm_status (*matmul_multi)(lm_backend *be, int count, const lm_weight *const *ws,
+                              const float *x, int64_t n, float *const *ys, lm_err *err);
 } lm_backend_ops;
 
 struct lm_backend {

@@ -118,7 +118,11 @@ typedef struct lm_forward_bufs {
     float *gate;   /* (n_batch, n_ff) */
     float *up;     /* (n_batch, n_ff) */
     float *logits; /* (1, n_vocab): the last token's */
+    float *logits_rows; /* (LM_LOGITS_ROWS, n_vocab), allocated on first use by
+                           lm_forward_logits_rows */
 } lm_forward_bufs;
+
+#define LM_LOGITS_ROWS 16
 
 lm_status lm_forward_bufs_init(lm_backend *be, const lm_hparams *hp, int64_t n_batch,
                                lm_forward_bufs *b, lm_err *err);
@@ -130,5 +134,14 @@ void lm_forward_bufs_free(lm_backend *be, lm_forward_bufs *b);
 lm_status lm_forward(lm_backend *be, const lm_arch_model *m, lm_kv_pool *pool, lm_kv_seq *seq,
                      const int32_t *tokens, int64_t n, int want_logits, lm_forward_bufs *b,
                      lm_err *err);
+
+/* After lm_forward of n tokens: the logits after each token row in [from, n), computed
+ * LM_LOGITS_ROWS rows at a time (final norm, output matmul, soft-cap as for the last token) and
+ * passed to cb with a host copy of that row (n_vocab floats, valid during the call). Used to
+ * score text (perplexity). A non-OK status from cb stops and is returned. */
+typedef lm_status (*lm_row_logits_fn)(void *user, int64_t row, const float *logits, lm_err *err);
+lm_status lm_forward_logits_rows(lm_backend *be, const lm_arch_model *m, lm_forward_bufs *b,
+                                 int64_t n, int64_t from, float *host, lm_row_logits_fn cb,
+                                 void *user, lm_err *err);
 
 #endif

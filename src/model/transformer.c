@@ -53,7 +53,8 @@ lm_status lm_forward_bufs_init(lm_backend *be, const lm_hparams *hp, int64_t n_b
 
 void lm_forward_bufs_free(lm_backend *be, lm_forward_bufs *b) {
     if (!b || !be) return;
-    float *all[] = {b->x, b->h, b->q, b->k, b->v, b->att, b->gate, b->up, b->logits};
+    float *all[] = {b->x, b->h, b->q, b->k, b->v, b->att, b->gate, b->up, b->logits,
+                    b->logits_rows};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) be->ops->release(be, all[i]);
     memset(b, 0, sizeof *b);
 }
@@ -64,6 +65,14 @@ void lm_forward_bufs_free(lm_backend *be, lm_forward_bufs *b) {
         if (s_ != LM_OK) return s_;                                                           \
     } while (0)
 
+/* ys[i] = x · ws[i]ᵀ for weights sharing the input x: one backend op where it has one */
+static lm_status matmuls(lm_backend *be, int count, const lm_weight *const *ws, const float *x,
+                         int64_t n, float *const *ys, lm_err *err) {
+    if (be->ops->matmul_multi) return be->ops->matmul_multi(be, count, ws, x, n, ys, err);
+    for (int i = 0; i < count; i++) TRY(be->ops->matmul(be, ws[i], x, n, ys[i], err));
+    return LM_OK;
+}
+
 static lm_status attention_block(lm_backend *be, const lm_arch_model *m, const lm_layer *L,
                                  int32_t il, lm_kv_pool *pool, lm_kv_seq *seq, int64_t n,
                                  int64_t pos0, lm_forward_bufs *b, lm_err *err) {
@@ -72,9 +81,9 @@ static lm_status attention_block(lm_backend *be, const lm_arch_model *m, const l
     const int32_t D = hp->head_dim;
 
     TRY(op->rmsnorm(be, b->h, b->x, &L->attn_norm, n, hp->n_embd, hp->norm_eps, err));
-    TRY(op->matmul(be, &L->wq, b->h, n, b->q, err));
-    TRY(op->matmul(be, &L->wk, b->h, n, b->k, err));
-    TRY(op->matmul(be, &L->wv, b->h, n, b->v, err));
+    const lm_weight *wqkv[3] = {&L->wq, &L->wk, &L->wv};
+    float *qkv[3] = {b->q, b->k, b->v};
+    TRY(matmuls(be, 3, wqkv, b->h, n, qkv, err));
     if (L->bq.data) TRY(op->add_bias(be, b->q, &L->bq, n, err));
     if (L->bk.data) TRY(op->add_bias(be, b->k, &L->bk, n, err));
     if (L->bv.data) TRY(op->add_bias(be, b->v, &L->bv, n, err));
@@ -107,8 +116,9 @@ static lm_status ffn_block(lm_backend *be, const lm_arch_model *m, const lm_laye
     const lm_backend_ops *op = be->ops;
     const lm_hparams *hp = &m->hp;
     TRY(op->rmsnorm(be, b->h, b->x, &L->ffn_norm, n, hp->n_embd, hp->norm_eps, err));
-    TRY(op->matmul(be, &L->w_gate, b->h, n, b->gate, err));
-    TRY(op->matmul(be, &L->w_up, b->h, n, b->up, err));
+    const lm_weight *wgu[2] = {&L->w_gate, &L->w_up};
+    float *gu[2] = {b->gate, b->up};
+    TRY(matmuls(be, 2, wgu, b->h, n, gu, err));
     TRY(op->glu(be, b->gate, b->up, n * hp->n_ff, hp->act, err));
     TRY(op->matmul(be, &L->w_down, b->gate, n, b->h, err));
     if (L->post_ffn_norm.data)
@@ -142,5 +152,32 @@ lm_status lm_forward(lm_backend *be, const lm_arch_model *m, lm_kv_pool *pool, l
     TRY(op->matmul(be, &m->output, b->h, 1, b->logits, err));
     if (hp->final_softcap > 0.0f)
         TRY(op->softcap(be, b->logits, hp->final_softcap, hp->n_vocab, err));
+    return LM_OK;
+}
+
+lm_status lm_forward_logits_rows(lm_backend *be, const lm_arch_model *m, lm_forward_bufs *b,
+                                 int64_t n, int64_t from, float *host, lm_row_logits_fn cb,
+                                 void *user, lm_err *err) {
+    const lm_backend_ops *op = be->ops;
+    const lm_hparams *hp = &m->hp;
+    const size_t nv = (size_t)hp->n_vocab;
+    if (n <= 0 || n > b->n_batch || from < 0)
+        return lm_err_set(err, LM_ERR_INVALID_ARG, "forward: rows [%lld, %lld) of a batch of %lld",
+                          (long long)from, (long long)n, (long long)b->n_batch);
+    if (!b->logits_rows && !(b->logits_rows = op->alloc(be, LM_LOGITS_ROWS * nv)))
+        return lm_err_set(err, LM_ERR_NOMEM, "forward: logits for %d rows", LM_LOGITS_ROWS);
+    for (int64_t r = from; r < n; r += LM_LOGITS_ROWS) {
+        const int64_t k = n - r < LM_LOGITS_ROWS ? n - r : LM_LOGITS_ROWS;
+        TRY(op->rmsnorm(be, b->h, b->x + r * hp->n_embd, &m->out_norm, k, hp->n_embd,
+                        hp->norm_eps, err));
+        TRY(op->matmul(be, &m->output, b->h, k, b->logits_rows, err));
+        if (hp->final_softcap > 0.0f)
+            TRY(op->softcap(be, b->logits_rows, hp->final_softcap, (int64_t)((size_t)k * nv),
+                            err));
+        for (int64_t i = 0; i < k; i++) {
+            TRY(op->download(be, host, b->logits_rows + (size_t)i * nv, nv, err));
+            TRY(cb(user, r + i, host, err));
+        }
+    }
     return LM_OK;
 }

@@ -2,8 +2,10 @@
  * backend_cpu.c — the CPU backend: the lm_backend_ops table over host memory.
  *
  * Weights are used in place from the model file's mmap. Matmuls go to lm_matmul (SIMD kernels,
- * threaded over output rows by the thread pool); attention is split over (token, head) rows
- * across the same pool; the remaining ops are cheap and run on the calling thread.
+ * threaded over output rows by the thread pool; weights sharing an input go to lm_matmul_multi,
+ * one pool run for all); attention is split over (token, head) rows across the same pool; the
+ * remaining ops are cheap and run on the calling thread (ops.c: AVX-512 where the CPU has it,
+ * scalar references otherwise).
  */
 #include "backend/backend.h"
 
@@ -51,6 +53,23 @@ static lm_status cpu_matmul(lm_backend *be, const lm_weight *w, const float *x, 
         return lm_matmul_mlx(st(be)->tp, bits, w->group_size, w->data, w->scales, w->biases,
                              w->scale_dtype, w->rows, w->cols, x, n, y, err);
     return lm_matmul(st(be)->tp, w->dtype, w->data, w->rows, w->cols, x, n, y, err);
+}
+
+static lm_status cpu_matmul_multi(lm_backend *be, int count, const lm_weight *const *ws,
+                                  const float *x, int64_t n, float *const *ys, lm_err *err) {
+    lm_matmul_item it[LM_MATMUL_MULTI_MAX];
+    int fused = count >= 1 && count <= LM_MATMUL_MULTI_MAX;
+    for (int i = 0; fused && i < count; i++) {
+        /* MLX packs and mismatched widths take the one-weight path */
+        fused = ws[i]->group_size <= 0 && ws[i]->cols == ws[0]->cols;
+        if (fused) it[i] = (lm_matmul_item){ws[i]->dtype, ws[i]->data, ws[i]->rows, ys[i]};
+    }
+    if (fused) return lm_matmul_multi(st(be)->tp, it, count, ws[0]->cols, x, n, err);
+    for (int i = 0; i < count; i++) {
+        lm_status s = cpu_matmul(be, ws[i], x, n, ys[i], err);
+        if (s != LM_OK) return s;
+    }
+    return LM_OK;
 }
 
 static lm_status cpu_add_bias(lm_backend *be, float *y, const lm_weight *b, int64_t n,
@@ -203,6 +222,7 @@ static const lm_backend_ops cpu_ops = {
     .scale = cpu_scale,
     .copy = cpu_copy,
     .softcap = cpu_softcap,
+    .matmul_multi = cpu_matmul_multi,
 };
 
 lm_status lm_backend_cpu_create(int n_threads, lm_backend **out, lm_err *err) {

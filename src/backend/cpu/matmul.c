@@ -6,7 +6,8 @@
  * lower level's table plus what that level implements; a call reads the active level
  * (cpu_features.h) and uses its table.
  *
- * Threading, per call (two pool runs):
+ * Threading, per call (two pool runs; lm_matmul_multi shares both among several weights with
+ * the same input, e.g. Q, K and V):
  *   1. Activations → Q8_x: the n × (K / block) activation blocks are cut into nth contiguous
  *      ranges, so decode (n = 1) also quantizes in parallel. Quantized rows are
  *      lm_dtype_row_size(act, K) bytes, plus K / 32 f32 block sums Σq appended to each Q8_0
@@ -115,16 +116,25 @@ static void qact_worker(void *arg, int ith, int nth) {
 
 /* ---------------------------------------------------------------- products */
 
-typedef struct mm_ctx {
+/* One weight matrix of a call, and where its chunks start in the call's chunk numbering. */
+typedef struct mm_item {
     lm_vdot_fn vdot;
-    lm_gemm_fn gemm; /* NULL: one vdot per weight row */
+    lm_gemm_fn gemm;  /* NULL: one vdot per weight row */
     const uint8_t *W;
     size_t w_row;     /* bytes per weight row */
     const uint8_t *A; /* activations in the kernel's format */
     size_t a_row;     /* bytes per activation row */
-    int64_t rows, K, n;
+    int64_t rows;
     float *Y;
-    int64_t chunk;
+    int64_t chunk;    /* rows per chunk */
+    int64_t first;    /* number of the item's first chunk */
+} mm_item;
+
+typedef struct mm_ctx {
+    mm_item it[LM_MATMUL_MULTI_MAX];
+    int count;
+    int64_t K, n;
+    int64_t n_chunks; /* over all items */
     atomic_llong next;
 } mm_ctx;
 
@@ -132,23 +142,27 @@ static void mm_worker(void *arg, int ith, int nth) {
     mm_ctx *c = arg;
     (void)ith, (void)nth;
     for (;;) {
-        int64_t r0 = atomic_fetch_add(&c->next, c->chunk);
-        if (r0 >= c->rows) break;
-        int64_t r1 = r0 + c->chunk < c->rows ? r0 + c->chunk : c->rows;
+        const int64_t ci = atomic_fetch_add(&c->next, 1);
+        if (ci >= c->n_chunks) break;
+        int i = 0;
+        while (i + 1 < c->count && ci >= c->it[i + 1].first) i++;
+        const mm_item *m = &c->it[i];
+        const int64_t r0 = (ci - m->first) * m->chunk;
+        const int64_t r1 = r0 + m->chunk < m->rows ? r0 + m->chunk : m->rows;
         for (int64_t j = 0; j < c->n; j += LM_NX_MAX) {
             int nx = c->n - j < LM_NX_MAX ? (int)(c->n - j) : LM_NX_MAX;
-            const uint8_t *a = c->A + (size_t)j * c->a_row;
-            float *y = c->Y + j * c->rows;
-            if (c->gemm) {
+            const uint8_t *a = m->A + (size_t)j * m->a_row;
+            float *y = m->Y + j * m->rows;
+            if (m->gemm) {
                 for (int64_t r = r0; r < r1; r += LM_NW_MAX) {
                     int nw = r1 - r < LM_NW_MAX ? (int)(r1 - r) : LM_NW_MAX;
-                    c->gemm(c->K, c->W + (size_t)r * c->w_row, c->w_row, nw, a, c->a_row, nx,
-                            y + r, (size_t)c->rows);
+                    m->gemm(c->K, m->W + (size_t)r * m->w_row, m->w_row, nw, a, m->a_row, nx,
+                            y + r, (size_t)m->rows);
                 }
             } else {
                 for (int64_t r = r0; r < r1; r++)
-                    c->vdot(c->K, c->W + (size_t)r * c->w_row, a, c->a_row, nx, y + r,
-                            (size_t)c->rows);
+                    m->vdot(c->K, m->W + (size_t)r * m->w_row, a, m->a_row, nx, y + r,
+                            (size_t)m->rows);
             }
         }
     }
@@ -180,64 +194,107 @@ static lm_status check_common(const void *W, int64_t rows, int64_t K, const floa
 
 lm_status lm_matmul(lm_threadpool *tp, lm_dtype wtype, const void *W, int64_t rows, int64_t K,
                     const float *X, int64_t n, float *Y, lm_err *err) {
-    lm_status st = check_common(W, rows, K, X, n, Y, err);
-    if (st != LM_OK) return st;
-    if (!lm_matmul_supports(wtype))
-        return lm_err_set(err, LM_ERR_UNSUPPORTED, "matmul: weight type %s (%d) not supported",
-                          lm_dtype_name(wtype), (int)wtype);
-    const lm_dtype_traits *tr = lm_dtype_get(wtype);
-    size_t w_row = lm_dtype_row_size(wtype, (uint64_t)K);
-    if (K % tr->block_size != 0 || w_row == 0)
-        return lm_err_set(err, LM_ERR_INVALID_ARG, "matmul: K %lld not a multiple of %s's block"
-                          " size %u", (long long)K, tr->name, tr->block_size);
-    if (rows == 0 || n == 0) return LM_OK;
+    const lm_matmul_item it = {wtype, W, rows, Y};
+    return lm_matmul_multi(tp, &it, 1, K, X, n, err);
+}
 
+lm_status lm_matmul_multi(lm_threadpool *tp, const lm_matmul_item *items, int count, int64_t K,
+                          const float *X, int64_t n, lm_err *err) {
+    if (!items || count < 1 || count > LM_MATMUL_MULTI_MAX)
+        return lm_err_set(err, LM_ERR_INVALID_ARG, "matmul: %d weights (1..%d)", count,
+                          LM_MATMUL_MULTI_MAX);
     const lm_cpu_kernels *k = lm_cpu_kernels_for(lm_cpu_level_get());
     const int nth = lm_threadpool_n_threads(tp);
-    lm_dtype act = lm_cpu_act_type(wtype);
-    uint8_t *abuf = NULL;
-    const uint8_t *A = (const uint8_t *)X;
-    size_t a_row = (size_t)K * sizeof(float);
-    if (act != LM_DTYPE_F32) {
-        const lm_dtype_traits *at = lm_dtype_get(act);
-        a_row = lm_dtype_row_size(act, (uint64_t)K);
-        size_t total;
-        if (a_row == 0 || K % at->block_size != 0)
-            return lm_err_set(err, LM_ERR_INVALID_ARG, "matmul: K %lld not a multiple of %s's "
-                              "block size %u", (long long)K, at->name, at->block_size);
-        const int sums = act == LM_DTYPE_Q8_0 && k->act_sums[wtype];
-        if (sums) a_row += (size_t)(K / 32) * sizeof(float);
-        if (!lm_mul_size(a_row, (size_t)n, &total))
-            return lm_err_set(err, LM_ERR_INVALID_ARG, "matmul: activation size overflows");
-        abuf = lm_malloc(total);
-        if (!abuf) return lm_err_set(err, LM_ERR_NOMEM, "matmul: %zu bytes for activations",
-                                     total);
-        qact_ctx qc = {quant_fn(k, act), X, K,    n, at->block_size, a_row, at->type_size,
-                       abuf,             sums};
-        /* a tiny activation is quantized faster than a pool wake-up */
-        if (n * K < 4096) qact_worker(&qc, 0, 1);
-        else lm_threadpool_run(tp, qact_worker, &qc);
-        A = abuf;
-    }
     mm_ctx mc;
     memset(&mc, 0, sizeof mc);
-    mc.vdot = k->vdot[wtype];
-    /* decode (n = 1) measured faster with the one-row kernels (fewer 512-bit uops per block:
-     * the tiled kernel's shared offset/scale work only pays off across activation rows) */
-    mc.gemm = n > 1 ? k->gemm[wtype] : NULL;
-    mc.W = W;
-    mc.w_row = w_row;
-    mc.A = A;
-    mc.a_row = a_row;
-    mc.rows = rows;
+    mc.count = count;
     mc.K = K;
     mc.n = n;
-    mc.Y = Y;
-    mc.chunk = pick_chunk(rows, n, nth);
-    atomic_init(&mc.next, 0);
-    lm_threadpool_run(tp, mm_worker, &mc);
-    lm_free(abuf);
-    return LM_OK;
+    /* activation buffers, one per distinct (format, sums) among the items */
+    uint8_t *abuf[LM_MATMUL_MULTI_MAX] = {NULL};
+    lm_dtype akey[LM_MATMUL_MULTI_MAX];
+    int asum[LM_MATMUL_MULTI_MAX];
+    size_t arow[LM_MATMUL_MULTI_MAX];
+    int n_act = 0;
+    lm_status st = LM_OK;
+    for (int i = 0; i < count; i++) {
+        const lm_matmul_item *w = &items[i];
+        st = check_common(w->W, w->rows, K, X, n, w->Y, err);
+        if (st != LM_OK) goto done;
+        if (!lm_matmul_supports(w->wtype)) {
+            st = lm_err_set(err, LM_ERR_UNSUPPORTED, "matmul: weight type %s (%d) not supported",
+                            lm_dtype_name(w->wtype), (int)w->wtype);
+            goto done;
+        }
+        const lm_dtype_traits *tr = lm_dtype_get(w->wtype);
+        const size_t w_row = lm_dtype_row_size(w->wtype, (uint64_t)K);
+        if (K % tr->block_size != 0 || w_row == 0) {
+            st = lm_err_set(err, LM_ERR_INVALID_ARG, "matmul: K %lld not a multiple of %s's "
+                            "block size %u", (long long)K, tr->name, tr->block_size);
+            goto done;
+        }
+        mm_item *m = &mc.it[i];
+        m->vdot = k->vdot[w->wtype];
+        /* decode (n = 1) measured faster with the one-row kernels (fewer 512-bit uops per
+         * block: the tiled kernel's shared offset/scale work only pays off across activation
+         * rows) */
+        m->gemm = n > 1 ? k->gemm[w->wtype] : NULL;
+        m->W = w->W;
+        m->w_row = w_row;
+        m->rows = w->rows;
+        m->Y = w->Y;
+        m->chunk = pick_chunk(w->rows, n, nth);
+        m->first = mc.n_chunks;
+        mc.n_chunks += (w->rows + m->chunk - 1) / m->chunk;
+        if (w->rows == 0 || n == 0) continue;
+
+        const lm_dtype act = lm_cpu_act_type(w->wtype);
+        if (act == LM_DTYPE_F32) {
+            m->A = (const uint8_t *)X;
+            m->a_row = (size_t)K * sizeof(float);
+            continue;
+        }
+        const int sums = act == LM_DTYPE_Q8_0 && k->act_sums[w->wtype];
+        int a = 0;
+        while (a < n_act && !(akey[a] == act && asum[a] == sums)) a++;
+        if (a == n_act) {
+            const lm_dtype_traits *at = lm_dtype_get(act);
+            size_t a_row = lm_dtype_row_size(act, (uint64_t)K), total;
+            if (a_row == 0 || K % at->block_size != 0) {
+                st = lm_err_set(err, LM_ERR_INVALID_ARG, "matmul: K %lld not a multiple of %s's "
+                                "block size %u", (long long)K, at->name, at->block_size);
+                goto done;
+            }
+            if (sums) a_row += (size_t)(K / 32) * sizeof(float);
+            if (!lm_mul_size(a_row, (size_t)n, &total)) {
+                st = lm_err_set(err, LM_ERR_INVALID_ARG, "matmul: activation size overflows");
+                goto done;
+            }
+            abuf[a] = lm_malloc(total);
+            if (!abuf[a]) {
+                st = lm_err_set(err, LM_ERR_NOMEM, "matmul: %zu bytes for activations", total);
+                goto done;
+            }
+            akey[a] = act;
+            asum[a] = sums;
+            arow[a] = a_row;
+            n_act++;
+            qact_ctx qc = {quant_fn(k, act), X,      K,   n, at->block_size, a_row,
+                           at->type_size,    abuf[a], sums};
+            /* a tiny activation is quantized faster than a pool wake-up */
+            if (n * K < 4096) qact_worker(&qc, 0, 1);
+            else lm_threadpool_run(tp, qact_worker, &qc);
+        }
+        m->A = abuf[a];
+        m->a_row = arow[a];
+    }
+    if (n > 0 && mc.n_chunks > 0) {
+        atomic_init(&mc.next, 0);
+        lm_threadpool_run(tp, mm_worker, &mc);
+    }
+done:
+    for (int a = 0; a < LM_MATMUL_MULTI_MAX; a++) lm_free(abuf[a]);
+    return st;
 }
 
 /* ---------------------------------------------------------------- MLX affine */

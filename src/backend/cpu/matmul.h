@@ -28,6 +28,21 @@
 lm_status lm_matmul(lm_threadpool *tp, lm_dtype wtype, const void *W, int64_t rows, int64_t K,
                     const float *X, int64_t n, float *Y, lm_err *err);
 
+/* Several weights with one input: items[i].Y (n × items[i].rows) = X · items[i].Wᵀ for
+ * i < count (1..LM_MATMUL_MULTI_MAX), every W with K columns. X is quantized once per
+ * activation format and all products run in one pool run (one barrier instead of count:
+ * decode's Q/K/V and gate/up). Results are bit-identical to count lm_matmul calls. The Ys must
+ * not overlap each other, any W or X. */
+#define LM_MATMUL_MULTI_MAX 4
+typedef struct lm_matmul_item {
+    lm_dtype wtype;
+    const void *W; /* rows × K */
+    int64_t rows;
+    float *Y;      /* n × rows */
+} lm_matmul_item;
+lm_status lm_matmul_multi(lm_threadpool *tp, const lm_matmul_item *items, int count, int64_t K,
+                          const float *X, int64_t n, lm_err *err);
+
 /* 1 if lm_matmul accepts weights of type t. */
 int lm_matmul_supports(lm_dtype t);
 

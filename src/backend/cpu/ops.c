@@ -13,6 +13,8 @@
  */
 #include "backend/cpu/ops.h"
 
+#include "backend/cpu/cpu_features.h"
+
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -34,8 +36,12 @@ static float gelu_tanh(float x) {
 
 /* The two inner loops of attention over f16 rows: q·k and o += w * v. The x86 versions use
  * F16C + FMA through a function-level target (this file is built without -m flags) and are
- * only called after a run-time CPU check; the scalar ones are the reference. */
-static int use_f16c;
+ * only called at the avx2 level or above; the scalar ones are the reference. */
+static int no_simd; /* LM_NO_SIMD set: references only */
+
+static lm_cpu_level ops_level(void) {
+    return no_simd ? LM_CPU_SCALAR : lm_cpu_level_get();
+}
 
 static float dot_f16_ref(const float *q, const lm_half *k, int32_t n) {
     float s = 0.0f;
@@ -77,30 +83,11 @@ __attribute__((target("avx2,fma,f16c"))) static void axpy_f16_x86(float *o, floa
 }
 #endif
 
-static float dot_f16(const float *q, const lm_half *k, int32_t n) {
-#ifdef LM_HAVE_X86_F16C
-    if (use_f16c) return dot_f16_x86(q, k, n);
-#endif
-    return dot_f16_ref(q, k, n);
-}
-
-static void axpy_f16(float *o, float w, const lm_half *v, int32_t n) {
-#ifdef LM_HAVE_X86_F16C
-    if (use_f16c) {
-        axpy_f16_x86(o, w, v, n);
-        return;
-    }
-#endif
-    axpy_f16_ref(o, w, v, n);
-}
+typedef float (*dot_f16_fn)(const float *q, const lm_half *k, int32_t n);
+typedef void (*axpy_f16_fn)(float *o, float w, const lm_half *v, int32_t n);
 
 static void build_table(void) {
-#ifdef LM_HAVE_X86_F16C
-    __builtin_cpu_init();
-    /* every AVX2 CPU has F16C; LM_NO_SIMD=1 forces the scalar reference */
-    use_f16c = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-               getenv("LM_NO_SIMD") == NULL;
-#endif
+    no_simd = getenv("LM_NO_SIMD") != NULL;
     for (uint32_t i = 0; i < 65536; i++) lm_cpu_f16_table[i] = lm_half_to_f32((lm_half)i);
     for (uint32_t i = 0; i < 65536; i++)
         gelu_table[i] = lm_half_to_f32(lm_f32_to_half(gelu_tanh(lm_cpu_f16_table[i])));
@@ -110,6 +97,14 @@ void lm_cpu_ops_init(void) { pthread_once(&table_once, build_table); }
 
 void lm_cpu_rmsnorm(float *y, const float *x, const float *w, int64_t n, int64_t dim,
                     float eps) {
+    if (ops_level() >= LM_CPU_AVX512)
+        lm_cpu_rmsnorm_avx512(y, x, w, n, dim, eps);
+    else
+        lm_cpu_rmsnorm_ref(y, x, w, n, dim, eps);
+}
+
+void lm_cpu_rmsnorm_ref(float *y, const float *x, const float *w, int64_t n, int64_t dim,
+                        float eps) {
     for (int64_t i = 0; i < n; i++) {
         const float *xi = x + i * dim;
         float *yi = y + i * dim;
@@ -151,6 +146,13 @@ void lm_cpu_rope(float *x, int64_t n, int32_t n_head, int32_t head_dim, int64_t 
 }
 
 void lm_cpu_glu(float *gate, const float *up, int64_t n, lm_act act) {
+    if (ops_level() >= LM_CPU_AVX512)
+        lm_cpu_glu_avx512(gate, up, n, act, gelu_table);
+    else
+        lm_cpu_glu_ref(gate, up, n, act);
+}
+
+void lm_cpu_glu_ref(float *gate, const float *up, int64_t n, lm_act act) {
     if (act == LM_ACT_SILU) {
         for (int64_t i = 0; i < n; i++) {
             const float g = gate[i];
@@ -173,22 +175,62 @@ void lm_cpu_glu(float *gate, const float *up, int64_t n, lm_act act) {
     }
 }
 
+void lm_cpu_f32_to_f16_ref(lm_half *dst, const float *src, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = lm_f32_to_half(src[i]);
+}
+
+void lm_cpu_f32_to_f16(lm_half *dst, const float *src, int64_t n) {
+    if (ops_level() >= LM_CPU_AVX512)
+        lm_cpu_f32_to_f16_avx512(dst, src, n);
+    else
+        lm_cpu_f32_to_f16_ref(dst, src, n);
+}
+
 void lm_cpu_kv_write(lm_kv_pool *pool, const lm_kv_seq *seq, int32_t layer, const float *k,
                      const float *v, int64_t n, int64_t pos0) {
     const int32_t d = pool->cfg.kv_dim;
     for (int64_t i = 0; i < n; i++) {
-        lm_half *kr = lm_kv_row(pool, seq, layer, 0, pos0 + i);
-        lm_half *vr = lm_kv_row(pool, seq, layer, 1, pos0 + i);
-        for (int32_t c = 0; c < d; c++) {
-            kr[c] = lm_f32_to_half(k[i * d + c]);
-            vr[c] = lm_f32_to_half(v[i * d + c]);
-        }
+        lm_cpu_f32_to_f16(lm_kv_row(pool, seq, layer, 0, pos0 + i), k + i * d, d);
+        lm_cpu_f32_to_f16(lm_kv_row(pool, seq, layer, 1, pos0 + i), v + i * d, d);
     }
 }
+
+static void attention_rows(float *out, const float *q, const lm_kv_pool *pool,
+                           const lm_kv_seq *seq, int32_t layer, int64_t pos0,
+                           const lm_attn_params *ap, int64_t r0, int64_t r1, float *scratch,
+                           dot_f16_fn dot_f16, axpy_f16_fn axpy_f16);
 
 void lm_cpu_attention_rows(float *out, const float *q, const lm_kv_pool *pool,
                            const lm_kv_seq *seq, int32_t layer, int64_t pos0,
                            const lm_attn_params *ap, int64_t r0, int64_t r1, float *scratch) {
+    const lm_cpu_level lv = ops_level();
+    if (lv >= LM_CPU_AVX512) {
+        lm_cpu_attention_rows_avx512(out, q, pool, seq, layer, pos0, ap, r0, r1, scratch);
+        return;
+    }
+#ifdef LM_HAVE_X86_F16C
+    if (lv >= LM_CPU_AVX2) {
+        attention_rows(out, q, pool, seq, layer, pos0, ap, r0, r1, scratch, dot_f16_x86,
+                       axpy_f16_x86);
+        return;
+    }
+#endif
+    attention_rows(out, q, pool, seq, layer, pos0, ap, r0, r1, scratch, dot_f16_ref,
+                   axpy_f16_ref);
+}
+
+void lm_cpu_attention_rows_ref(float *out, const float *q, const lm_kv_pool *pool,
+                               const lm_kv_seq *seq, int32_t layer, int64_t pos0,
+                               const lm_attn_params *ap, int64_t r0, int64_t r1,
+                               float *scratch) {
+    attention_rows(out, q, pool, seq, layer, pos0, ap, r0, r1, scratch, dot_f16_ref,
+                   axpy_f16_ref);
+}
+
+static void attention_rows(float *out, const float *q, const lm_kv_pool *pool,
+                           const lm_kv_seq *seq, int32_t layer, int64_t pos0,
+                           const lm_attn_params *ap, int64_t r0, int64_t r1, float *scratch,
+                           dot_f16_fn dot_f16, axpy_f16_fn axpy_f16) {
     const int32_t D = ap->head_dim, H = ap->n_head;
     const int32_t group = ap->n_head / ap->n_head_kv;
     float qh[1024]; /* head_dim <= 1024 is checked at bind time */
