@@ -122,6 +122,16 @@ const char *lm_session_error(const lm_session *s);
 /* Runs tokens through the model after what the session holds. Token ids outside the
  * vocabulary and a total beyond n_ctx are LM_ERR_INVALID_ARG (nothing is appended). */
 lm_status lm_session_append_tokens(lm_session *s, const int32_t *tokens, size_t n);
+/* Called by lm_session_append_scored with the logits after appended token i (n_vocab floats,
+ * valid during the call). Return non-zero to stop: the call then fails with LM_ERR_ABORTED and
+ * appends nothing. */
+typedef int (*lm_logits_callback)(void *user, size_t i, const float *logits, size_t n_vocab);
+/* Appends tokens as lm_session_append_tokens does (prefill in batches of n_batch) and passes the
+ * logits after every appended token i >= from to cb, in order: scoring a text in one pass
+ * (perplexity, log-likelihoods) instead of one append per token. Pages are not taken from the
+ * prefix cache (every position is computed). */
+lm_status lm_session_append_scored(lm_session *s, const int32_t *tokens, size_t n, size_t from,
+                                   lm_logits_callback cb, void *user);
 /* Tokenizes text and appends it; add_special adds BOS etc. as the model wants (use it for the
  * first text of a session), parse_special turns control-token spellings into those tokens. */
 lm_status lm_session_append_text(lm_session *s, const char *text, size_t len, int add_special,

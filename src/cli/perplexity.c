@@ -12,10 +12,8 @@
  * running PPL after each chunk ("[1]12.3456,[2]...") and the final estimate
  * "PPL = exp(mean NLL) +/- PPL * stderr(NLL)", the same formulas as llama.cpp.
  *
- * The public API exposes only the logits after the last appended token, so the first half of
- * a chunk (positions 0..CTX/2) is appended in one call (batched prefill) and the scored half
- * one token at a time, reading the logits after each: correct, but the scored half runs at
- * decode speed rather than prefill speed.
+ * Each chunk is appended in one call, lm_session_append_scored, which runs it in batched
+ * prefill and hands over the logits after every scored position.
  *
  * Exit codes: 0 ok, 1 runtime error (model or text file, memory), 2 bad usage (including a
  * text too short for one chunk).
@@ -49,6 +47,28 @@ static double nll_of(const float *logits, size_t n, int32_t tok) {
     for (size_t i = 0; i < n; i++)
         sum += exp((double)logits[i] - (double)mx);
     return log(sum) - ((double)logits[tok] - (double)mx);
+}
+
+/* Accumulates the NLL of the next token after each scored position of a chunk. */
+typedef struct ppl_acc {
+    const int32_t *chunk;
+    double nll, nll2;
+    size_t count;
+    int bad_id; /* a token id beyond the logits was met */
+} ppl_acc;
+
+static int ppl_score(void *user, size_t i, const float *logits, size_t n_vocab) {
+    ppl_acc *a = user;
+    int32_t next = a->chunk[i + 1];
+    if (next < 0 || (size_t)next >= n_vocab) {
+        a->bad_id = 1;
+        return 1;
+    }
+    double x = nll_of(logits, n_vocab, next);
+    a->nll += x;
+    a->nll2 += x * x;
+    a->count++;
+    return 0;
 }
 
 int cmd_perplexity(int argc, char **argv) {
@@ -139,45 +159,38 @@ int cmd_perplexity(int argc, char **argv) {
         goto done;
     }
     sp.n_ctx = (int32_t)ctx;
+    sp.prefix_cache = 0; /* chunks share no prefix */
     if (lm_session_new(m, &sp, &s, err, sizeof err) != LM_OK) {
         fprintf(stderr, "lemma perplexity: %s\n", err);
         goto done;
     }
 
     const size_t first = (size_t)ctx / 2;
-    double nll = 0.0, nll2 = 0.0;
-    size_t count = 0;
+    ppl_acc acc = {NULL, 0.0, 0.0, 0, 0};
     for (size_t c = 0; c < n_chunks; c++) {
         int32_t *chunk = ids + c * (size_t)ctx;
         int32_t saved = chunk[0];
         if (add_bos) chunk[0] = bos;
+        acc.chunk = chunk;
+        /* positions 0..ctx-2 are run; the logits after j in [first, ctx-1) score token j+1 */
         lm_status st = lm_session_truncate(s, 0);
-        /* context: tokens 0..first in one batched append */
-        if (st == LM_OK) st = lm_session_append_tokens(s, chunk, first + 1);
-        for (size_t j = first; st == LM_OK && j + 1 < (size_t)ctx; j++) {
-            const float *logits;
-            size_t nv;
-            if ((st = lm_session_logits(s, &logits, &nv)) != LM_OK) break;
-            if ((size_t)chunk[j + 1] >= nv) {
-                fprintf(stderr, "lemma perplexity: token id %d beyond the model's %zu logits\n",
-                        chunk[j + 1], nv);
-                goto done;
-            }
-            double x = nll_of(logits, nv, chunk[j + 1]);
-            nll += x;
-            nll2 += x * x;
-            count++;
-            if (j + 2 < (size_t)ctx) st = lm_session_append_tokens(s, &chunk[j + 1], 1);
-        }
+        if (st == LM_OK)
+            st = lm_session_append_scored(s, chunk, (size_t)ctx - 1, first, ppl_score, &acc);
         chunk[0] = saved;
+        if (acc.bad_id) {
+            fprintf(stderr, "\nlemma perplexity: a token id lies beyond the model's logits\n");
+            goto done;
+        }
         if (st != LM_OK) {
             fprintf(stderr, "\nlemma perplexity: %s\n", lm_session_error(s));
             goto done;
         }
-        printf("[%zu]%.4f,", c + 1, exp(nll / (double)count));
+        printf("[%zu]%.4f,", c + 1, exp(acc.nll / (double)acc.count));
         fflush(stdout);
     }
     printf("\n");
+    const double nll = acc.nll, nll2 = acc.nll2;
+    const size_t count = acc.count;
     double mean = nll / (double)count, var = nll2 / (double)count - mean * mean;
     double ppl = exp(mean);
     double se = count > 1 && var > 0 ? sqrt(var / (double)(count - 1)) : 0.0;

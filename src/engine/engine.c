@@ -433,8 +433,25 @@ static size_t attach_prefix(lm_session *s, const int32_t *tokens, size_t n) {
     return i;
 }
 
-/* Appends without touching metrics; on failure the session is rolled back. */
-static lm_status append(lm_session *s, const int32_t *tokens, size_t n) {
+/* Scoring: the caller's callback behind lm_forward_logits_rows. */
+typedef struct score_ctx {
+    lm_logits_callback cb;
+    void *user;
+    size_t base;    /* index of the batch's first token among the appended ones */
+    size_t n_vocab;
+} score_ctx;
+
+static lm_status score_row(void *user, int64_t row, const float *logits, lm_err *err) {
+    score_ctx *c = user;
+    if (c->cb(c->user, c->base + (size_t)row, logits, c->n_vocab))
+        return lm_err_set(err, LM_ERR_ABORTED, "append: stopped by the logits callback");
+    return LM_OK;
+}
+
+/* Appends without touching metrics; on failure the session is rolled back. With sc, the
+ * logits after every token i >= from are passed on (no prefix reuse then). */
+static lm_status append_ex(lm_session *s, const int32_t *tokens, size_t n, size_t from,
+                           score_ctx *sc) {
     lm_model *m = s->model;
     const size_t n0 = s->n_tokens;
     if (n == 0) return LM_OK;
@@ -448,7 +465,7 @@ static lm_status append(lm_session *s, const int32_t *tokens, size_t n) {
         return lm_err_set(&s->err, LM_ERR_INVALID_ARG,
                           "append: %zu tokens after %zu exceed the context of %d tokens", n, n0,
                           s->p.n_ctx);
-    size_t done = attach_prefix(s, tokens, n);
+    size_t done = sc ? 0 : attach_prefix(s, tokens, n);
     if (done == n) {
         /* everything was cached: recompute the last token for its logits (its page is
          * copied on write, the cached one stays as it is) */
@@ -461,6 +478,12 @@ static lm_status append(lm_session *s, const int32_t *tokens, size_t n) {
         size_t c = n - i < (size_t)s->bufs.n_batch ? n - i : (size_t)s->bufs.n_batch;
         st = lm_forward(m->be, &m->arch, s->pool, &s->seq, tokens + i, (int64_t)c, i + c == n,
                         &s->bufs, &s->err);
+        if (st == LM_OK && sc && i + c > from) {
+            sc->base = i;
+            st = lm_forward_logits_rows(m->be, &m->arch, &s->bufs, (int64_t)c,
+                                        (int64_t)(from > i ? from - i : 0), s->logits, score_row,
+                                        sc, &s->err);
+        }
     }
     if (st == LM_OK)
         st = m->be->ops->download(m->be, s->logits, s->bufs.logits, (size_t)m->arch.hp.n_vocab,
@@ -482,6 +505,26 @@ static lm_status append(lm_session *s, const int32_t *tokens, size_t n) {
     }
     s->m.reused_tokens += done;
     return LM_OK;
+}
+
+static lm_status append(lm_session *s, const int32_t *tokens, size_t n) {
+    return append_ex(s, tokens, n, 0, NULL);
+}
+
+lm_status lm_session_append_scored(lm_session *s, const int32_t *tokens, size_t n, size_t from,
+                                   lm_logits_callback cb, void *user) {
+    if (!s) return LM_ERR_INVALID_ARG;
+    lm_err_clear(&s->err);
+    if (!cb) return lm_err_set(&s->err, LM_ERR_INVALID_ARG, "append: no logits callback");
+    double t0 = now_ms();
+    if (s->t_first_append < 0) s->t_first_append = t0;
+    score_ctx sc = {cb, user, 0, (size_t)s->model->arch.hp.n_vocab};
+    lm_status st = append_ex(s, tokens, n, from, &sc);
+    if (st == LM_OK) {
+        s->m.prompt_tokens += n;
+        s->m.prefill_ms += now_ms() - t0;
+    }
+    return st;
 }
 
 lm_status lm_session_append_tokens(lm_session *s, const int32_t *tokens, size_t n) {
