@@ -4,7 +4,8 @@
  *   lemma bench -m MODEL [-p 512] [-n 128] [-t THREADS] [-r REPS] [-b BATCH] [--json]
  *
  * pp: P random valid token ids appended to an empty session in one call (chunks of n_batch,
- *     default 256), timed around lm_session_append_tokens.
+ *     default 256), timed around lm_session_append_tokens. The session's prefix cache is off:
+ *     every repetition computes the prompt (bench/bench_session.c measures the cache).
  * tg: after one token, N tokens generated greedily (end-of-generation does not stop it), timed
  *     around lm_session_generate: N single-token forward passes plus sampling.
  * Each test runs once as a warm-up, then REPS times (default 3); the rate is the mean of the
@@ -185,6 +186,7 @@ int cmd_bench(int argc, char **argv) {
         goto done;
     }
     sp.n_ctx = need;
+    sp.prefix_cache = 0; /* repetitions of one prompt must not attach the warm-up's pages */
     if (lm_session_new(m, &sp, &s, err, sizeof err) != LM_OK) {
         fprintf(stderr, "lemma bench: %s\n", err);
         goto done;
