@@ -5,115 +5,20 @@
  * one thread: the commands' numbers are checked for sanity, not speed.
  * Exit codes checked: 0 ok, 1 failure, 2 usage.
  */
+#include "cli.h"
 #include "test.h"
 
-#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #define SMOL "models/smollm2-135m-instruct-q4_1.gguf"
 
-static char g_bin[1024];
-
-static int run(const char *const *args, const char *in, char **out, char **err);
-
-/* 1 when the binary exists and knows the engine commands (`lemma bench --help` exits 0). */
-static int have_bin(void) {
-    static int known = -1;
-    if (known >= 0) return known;
-    const char *b = getenv("LM_TEST_BUILD");
-    snprintf(g_bin, sizeof g_bin, "%s/lemma", b && *b ? b : "build");
-    known = 0;
-    if (access(g_bin, X_OK) == 0) {
-        const char *args[] = {"bench", "--help", NULL};
-        char *out, *err;
-        known = run(args, NULL, &out, &err) == 0;
-        free(out);
-        free(err);
-    }
-    return known;
-}
-
-static char *slurp(int fd) {
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    if (!buf) return NULL;
-    for (;;) {
-        if (n + 1 >= cap) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) break;
-            buf = nb;
-            cap *= 2;
-        }
-        ssize_t r = read(fd, buf + n, cap - 1 - n);
-        if (r <= 0) break;
-        n += (size_t)r;
-    }
-    buf[n] = '\0';
-    return buf;
-}
-
-/* Runs the binary with args (NULL-terminated, argv[0] excluded) and stdin from the file `in`
- * (NULL: /dev/null); *out and *err get stdout and stderr (malloc'd, NUL-terminated). Returns
- * the exit status, or -1 when it could not run or died of a signal. */
-static int run(const char *const *args, const char *in, char **out, char **err) {
-    char err_path[1024];
-    snprintf(err_path, sizeof err_path, "%s/cli_engine_stderr.txt", t_tmpdir());
-    int fd[2];
-    *out = *err = NULL;
-    if (pipe(fd)) return -1;
-    pid_t pid = fork();
-    if (pid < 0) return -1;
-    if (pid == 0) {
-        const char *argv[64];
-        int n = 0;
-        argv[n++] = g_bin;
-        for (; args[n - 1] && n < 63; n++)
-            argv[n] = args[n - 1];
-        argv[n] = NULL;
-        int ifd = open(in ? in : "/dev/null", O_RDONLY);
-        int efd = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (ifd < 0 || efd < 0) _exit(126);
-        dup2(ifd, 0);
-        dup2(fd[1], 1);
-        dup2(efd, 2);
-        close(fd[0]);
-        close(fd[1]);
-        execv(g_bin, (char *const *)argv);
-        _exit(127);
-    }
-    close(fd[1]);
-    *out = slurp(fd[0]);
-    close(fd[0]);
-    int st = 0;
-    waitpid(pid, &st, 0);
-    int efd = open(err_path, O_RDONLY);
-    *err = efd >= 0 ? slurp(efd) : NULL;
-    if (efd >= 0) close(efd);
-    if (!*out) *out = calloc(1, 1);
-    if (!*err) *err = calloc(1, 1);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static const char *write_tmp(const char *name, const char *text) {
-    static char path[4][1024];
-    static int k;
-    char *p = path[k++ & 3];
-    snprintf(p, 1024, "%s/%s", t_tmpdir(), name);
-    FILE *f = fopen(p, "wb");
-    if (!f) return NULL;
-    fputs(text, f);
-    fclose(f);
-    return p;
-}
-
 static int skip_reason(void) {
-    if (!have_bin()) return 1;
+    if (!t_cli_has("bench")) return 1;
     return access(SMOL, R_OK) != 0 ? 2 : 0;
 }
 
@@ -125,12 +30,12 @@ static double num(const json_t *o, const char *k1, const char *k2) {
 
 static void test_bench_json(void) {
     int why = skip_reason();
-    if (why == 1) T_SKIP("%s not built or without the engine commands", g_bin);
+    if (why == 1) T_SKIP("%s not built or without the engine commands", t_cli_bin());
     if (why == 2) T_SKIP("%s not installed", SMOL);
     const char *args[] = {"bench", "-m", SMOL, "--json", "-p", "32", "-n",
                           "8",     "-r", "1",  "-t",     "1",  NULL};
     char *out, *err;
-    int rc = run(args, NULL, &out, &err);
+    int rc = t_cli_run(args, NULL, &out, NULL, &err);
     T_CHECK(rc == 0, "rc %d, stderr '%s'", rc, err);
     json_error_t je;
     json_t *o = json_loads(out, 0, &je);
@@ -173,13 +78,13 @@ static const char *TEXT =
 
 static void test_perplexity(void) {
     int why = skip_reason();
-    if (why == 1) T_SKIP("%s not built or without the engine commands", g_bin);
+    if (why == 1) T_SKIP("%s not built or without the engine commands", t_cli_bin());
     if (why == 2) T_SKIP("%s not installed", SMOL);
-    const char *path = write_tmp("ppl.txt", TEXT); /* ~337 SmolLM2 tokens: 2 chunks of 128 */
+    const char *path = t_write_tmp("ppl.txt", TEXT); /* ~337 SmolLM2 tokens: 2 chunks of 128 */
     T_REQUIRE(path != NULL, "tmp file");
     const char *args[] = {"perplexity", "-m", SMOL, "-f", path, "-c", "128", "-t", "1", NULL};
     char *out, *err;
-    int rc = run(args, NULL, &out, &err);
+    int rc = t_cli_run(args, NULL, &out, NULL, &err);
     T_CHECK(rc == 0, "rc %d, stderr '%s'", rc, err);
     T_CHECK(strstr(out, "[1]") && strstr(out, "[2]"), "per-chunk values: '%s'", out);
     const char *f = strstr(out, "Final estimate: PPL = ");
@@ -193,7 +98,7 @@ static void test_perplexity(void) {
 
     /* a text shorter than one chunk is a usage error */
     const char *a2[] = {"perplexity", "-m", SMOL, "-f", path, "-c", "4096", "-t", "1", NULL};
-    rc = run(a2, NULL, &out, &err);
+    rc = t_cli_run(a2, NULL, &out, NULL, &err);
     T_CHECK(rc == 2 && out[0] == '\0' && err[0] != '\0', "short text: rc %d", rc);
     free(out);
     free(err);
@@ -201,14 +106,13 @@ static void test_perplexity(void) {
 
 static void test_chat(void) {
     int why = skip_reason();
-    if (why == 1) T_SKIP("%s not built or without the engine commands", g_bin);
+    if (why == 1) T_SKIP("%s not built or without the engine commands", t_cli_bin());
     if (why == 2) T_SKIP("%s not installed", SMOL);
-    const char *in = write_tmp("chat_in.txt", "Hi, my name is Ada.\nWhat is my name?\n");
-    T_REQUIRE(in != NULL, "tmp file");
+    const char *in = "Hi, my name is Ada.\nWhat is my name?\n";
     const char *args[] = {"chat", "-m", SMOL, "--temp",    "0", "-n",
                           "24",   "-t", "1",  "--metrics", NULL};
     char *out, *err;
-    int rc = run(args, in, &out, &err);
+    int rc = t_cli_run(args, in, &out, NULL, &err);
     T_CHECK(rc == 0, "rc %d, stderr '%s'", rc, err);
     size_t lines = 0;
     for (const char *p = out; *p; p++)
@@ -239,7 +143,7 @@ static void test_chat(void) {
 
     /* EOF at once: a clean end */
     const char *a2[] = {"chat", "-m", SMOL, "-t", "1", NULL};
-    rc = run(a2, NULL, &out, &err);
+    rc = t_cli_run(a2, NULL, &out, NULL, &err);
     T_CHECK(rc == 0 && out[0] == '\0', "empty stdin: rc %d out '%s'", rc, out);
     free(out);
     free(err);
@@ -247,7 +151,7 @@ static void test_chat(void) {
 
 static void test_bad_options(void) {
     int why = skip_reason();
-    if (why == 1) T_SKIP("%s not built or without the engine commands", g_bin);
+    if (why == 1) T_SKIP("%s not built or without the engine commands", t_cli_bin());
     if (why == 2) T_SKIP("%s not installed", SMOL);
     const char *u[][12] = {
         {"chat", NULL},
@@ -265,7 +169,7 @@ static void test_bad_options(void) {
     };
     for (size_t i = 0; i < sizeof u / sizeof u[0]; i++) {
         char *out, *err;
-        int rc = run(u[i], NULL, &out, &err);
+        int rc = t_cli_run(u[i], NULL, &out, NULL, &err);
         T_CHECK(rc == 2 && out[0] == '\0' && err[0] != '\0', "usage case %zu (%s %s): rc %d", i,
                 u[i][0], u[i][1] ? u[i][1] : "", rc);
         free(out);
@@ -279,7 +183,7 @@ static void test_bad_options(void) {
     };
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
         char *out, *err;
-        int rc = run(f[i], NULL, &out, &err);
+        int rc = t_cli_run(f[i], NULL, &out, NULL, &err);
         T_CHECK(rc == 1 && out[0] == '\0' && err[0] != '\0', "failure case %zu (%s): rc %d", i,
                 f[i][0], rc);
         free(out);

@@ -17,6 +17,7 @@
  *     identity components, the session untouched), a corrupt manifest, a missing session
  *     without a prompt.
  */
+#include "cli.h"
 #include "test.h"
 
 #include <fcntl.h>
@@ -27,98 +28,16 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #define SMOL "models/smollm2-135m-instruct-q4_1.gguf"
 #define GEMMA "models/gemma-3-270m-q4_k_m.gguf"
 
-static char g_bin[1024];
-
-static int run(const char *const *args, const char *in, char **out, char **err);
-
-/* 1 when the binary exists and knows `lemma session` (`lemma session --help` exits 0). */
-static int have_bin(void) {
-    static int known = -1;
-    if (known >= 0) return known;
-    const char *b = getenv("LM_TEST_BUILD");
-    snprintf(g_bin, sizeof g_bin, "%s/lemma", b && *b ? b : "build");
-    known = 0;
-    if (access(g_bin, X_OK) == 0) {
-        const char *args[] = {"session", "--help", NULL};
-        char *out, *err;
-        known = run(args, NULL, &out, &err) == 0;
-        free(out);
-        free(err);
-    }
-    return known;
-}
-
-static char *slurp(int fd) {
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    if (!buf) return NULL;
-    for (;;) {
-        if (n + 1 >= cap) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) break;
-            buf = nb;
-            cap *= 2;
-        }
-        ssize_t r = read(fd, buf + n, cap - 1 - n);
-        if (r <= 0) break;
-        n += (size_t)r;
-    }
-    buf[n] = '\0';
-    return buf;
-}
-
-/* Runs the binary with args (NULL-terminated, argv[0] excluded) and stdin from the file `in`
- * (NULL: /dev/null); *out and *err get stdout and stderr (malloc'd, NUL-terminated). Returns
- * the exit status, or -1 when it could not run or died of a signal. */
-static int run(const char *const *args, const char *in, char **out, char **err) {
-    char err_path[1024];
-    snprintf(err_path, sizeof err_path, "%s/cli_session_stderr.txt", t_tmpdir());
-    int fd[2];
-    *out = *err = NULL;
-    if (pipe(fd)) return -1;
-    pid_t pid = fork();
-    if (pid < 0) return -1;
-    if (pid == 0) {
-        const char *argv[64];
-        int n = 0;
-        argv[n++] = g_bin;
-        for (; args[n - 1] && n < 63; n++)
-            argv[n] = args[n - 1];
-        argv[n] = NULL;
-        int ifd = open(in ? in : "/dev/null", O_RDONLY);
-        int efd = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (ifd < 0 || efd < 0) _exit(126);
-        dup2(ifd, 0);
-        dup2(fd[1], 1);
-        dup2(efd, 2);
-        close(fd[0]);
-        close(fd[1]);
-        execv(g_bin, (char *const *)argv);
-        _exit(127);
-    }
-    close(fd[1]);
-    *out = slurp(fd[0]);
-    close(fd[0]);
-    int st = 0;
-    waitpid(pid, &st, 0);
-    int efd = open(err_path, O_RDONLY);
-    *err = efd >= 0 ? slurp(efd) : NULL;
-    if (efd >= 0) close(efd);
-    if (!*out) *out = calloc(1, 1);
-    if (!*err) *err = calloc(1, 1);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-/* Runs args and keeps only stdout; on a failure stderr is printed and *out is NULL. */
+/* Runs args (stdin: the text in, NULL for none) and keeps only stdout; on a failure stderr is
+ * printed and *out is NULL. */
 static int run_out(const char *const *args, const char *in, char **out) {
     char *err;
-    int rc = run(args, in, out, &err);
+    int rc = t_cli_run(args, in, out, NULL, &err);
     if (rc != 0) {
         fprintf(stderr, "  (%s %s: rc %d, stderr: %s)\n", args[0], args[1], rc, err);
         free(*out);
@@ -126,18 +45,6 @@ static int run_out(const char *const *args, const char *in, char **out) {
     }
     free(err);
     return rc;
-}
-
-static const char *write_tmp(const char *name, const char *text) {
-    static char path[4][1024];
-    static int k;
-    char *p = path[k++ & 3];
-    snprintf(p, 1024, "%s/%s", t_tmpdir(), name);
-    FILE *f = fopen(p, "wb");
-    if (!f) return NULL;
-    fputs(text, f);
-    fclose(f);
-    return p;
 }
 
 /* A fresh store directory (not created: the CLI creates it). */
@@ -151,13 +58,13 @@ static const char *new_store(const char *tag) {
 
 /* 0 ready, 1 binary missing, 2 model missing */
 static int skip_reason(const char *model) {
-    if (!have_bin()) return 1;
+    if (!t_cli_has("session")) return 1;
     return model && access(model, R_OK) != 0 ? 2 : 0;
 }
 #define SKIP_UNLESS(model)                                                                         \
     do {                                                                                           \
         int why_ = skip_reason(model);                                                             \
-        if (why_ == 1) T_SKIP("%s not built or without `lemma session`", g_bin);                   \
+        if (why_ == 1) T_SKIP("%s not built or without `lemma session`", t_cli_bin());             \
         if (why_ == 2) T_SKIP("%s not installed", model);                                          \
     } while (0)
 
@@ -233,7 +140,7 @@ static void check_split(const char *model, const char *prompt, const char *na, c
                         threads, "--session", "s",   "--store", store, "--metrics", NULL};
     T_REQUIRE(run_out(a0, NULL, &whole) == 0, "%s: plain run", tag);
     int rc1 = run_out(a1, NULL, &p1);
-    int rc2 = run(a2, NULL, &p2, &err);
+    int rc2 = t_cli_run(a2, NULL, &p2, NULL, &err);
     T_CHECK(rc1 == 0 && rc2 == 0, "%s: rc %d %d, stderr '%s'", tag, rc1, rc2, err);
     if (rc1 == 0 && rc2 == 0) {
         chomp(whole), chomp(p1), chomp(p2);
@@ -287,11 +194,9 @@ static void test_chat_turns(void) {
     SKIP_UNLESS(SMOL);
     const char *store = new_store("chat");
     const char *turns[3] = {"Hi, my name is Ada.", "What is my name?", "Say goodbye."};
-    const char *in3 = write_tmp("chat3.txt", "Hi, my name is Ada.\nWhat is my name?\n"
-                                             "Say goodbye.\n");
-    const char *in12 = write_tmp("chat12.txt", "Hi, my name is Ada.\nWhat is my name?\n");
-    const char *in3b = write_tmp("chat3b.txt", "Say goodbye.\n");
-    T_REQUIRE(in3 && in12 && in3b, "tmp files");
+    const char *in3 = "Hi, my name is Ada.\nWhat is my name?\nSay goodbye.\n";
+    const char *in12 = "Hi, my name is Ada.\nWhat is my name?\n";
+    const char *in3b = "Say goodbye.\n";
     const char *ac[] = {"chat", "-m", SMOL, "--temp", "0", "-n", "24", "-t", "1", NULL};
     char *whole;
     T_REQUIRE(run_out(ac, in3, &whole) == 0, "plain chat");
@@ -319,7 +224,7 @@ static void test_chat_turns(void) {
                         "-t",   "1",  "--session", "c",      "--store", store, NULL};
     char *o1, *o2, *err;
     int rc1 = run_out(as, in12, &o1);
-    int rc2 = run(as, in3b, &o2, &err);
+    int rc2 = t_cli_run(as, in3b, &o2, NULL, &err);
     T_CHECK(rc1 == 0 && rc2 == 0, "chat --session: rc %d %d, stderr '%s'", rc1, rc2, err);
     if (rc1 == 0 && rc2 == 0) {
         T_CHECK(strstr(err, "resumed c: ") != NULL, "resume message: '%s'", err);
@@ -336,7 +241,7 @@ static void test_chat_turns(void) {
 
 static void expect_rc(const char *const *a, int want, const char *must_say, const char *what) {
     char *out, *err;
-    int rc = run(a, NULL, &out, &err);
+    int rc = t_cli_run(a, NULL, &out, NULL, &err);
     T_CHECK(rc == want, "%s: rc %d (want %d), stderr '%s'", what, rc, want, err);
     if (want == 1) {
         T_CHECK(err[0] != '\0' && strchr(err, '\n') == strrchr(err, '\n'),
@@ -362,7 +267,7 @@ static void test_session_commands(void) {
 
     /* empty list of another store: exit 0, nothing on stdout */
     const char *l0[] = {"session", "list", "--store", new_store("empty"), NULL};
-    int rc = run(l0, NULL, &out, &err);
+    int rc = t_cli_run(l0, NULL, &out, NULL, &err);
     T_CHECK(rc == 0 && out[0] == '\0', "empty list: rc %d out '%s'", rc, out);
     free(out);
     free(err);
@@ -391,14 +296,14 @@ static void test_session_commands(void) {
 
     /* show */
     const char *sh[] = {"session", "show", "b", "--store", store, NULL};
-    rc = run(sh, NULL, &out, &err);
+    rc = t_cli_run(sh, NULL, &out, NULL, &err);
     T_CHECK(rc == 0 && strstr(out, "name:") && strstr(out, "parent:       a") &&
                 strstr(out, "tokens:") && strstr(out, "model:") && strstr(out, "bytes:"),
             "show: rc %d out '%s' err '%s'", rc, out, err);
     free(out);
     free(err);
     const char *shj[] = {"session", "--store", store, "show", "--json", "b", NULL};
-    rc = run(shj, NULL, &out, &err);
+    rc = t_cli_run(shj, NULL, &out, NULL, &err);
     json_t *o = json_line(out, "name");
     T_CHECK(rc == 0 && o && !strcmp(json_string_value(json_object_get(o, "name")), "b") &&
                 !strcmp(json_string_value(json_object_get(o, "parent")), "a") &&
@@ -411,13 +316,13 @@ static void test_session_commands(void) {
 
     /* list: a table, and JSON lines; a and b share their first pages */
     const char *ls[] = {"session", "list", "--store", store, NULL};
-    rc = run(ls, NULL, &out, &err);
+    rc = t_cli_run(ls, NULL, &out, NULL, &err);
     T_CHECK(rc == 0 && strstr(out, "NAME") && strstr(out, "\na ") && strstr(out, "\nb "),
             "list: rc %d '%s'", rc, out);
     free(out);
     free(err);
     const char *lj[] = {"session", "list", "--json", "--store", store, NULL};
-    rc = run(lj, NULL, &out, &err);
+    rc = t_cli_run(lj, NULL, &out, NULL, &err);
     int lines = 0, shared = 0;
     for (const char *p = out; p && *p;) {
         const char *e = strchr(p, '\n');
@@ -476,18 +381,18 @@ static void test_session_commands(void) {
     for (size_t i = 0; i < sizeof u / sizeof u[0]; i++) {
         char what[64];
         snprintf(what, sizeof what, "usage case %zu", i);
-        rc = run(u[i], NULL, &out, &err);
+        rc = t_cli_run(u[i], NULL, &out, NULL, &err);
         T_CHECK(rc == 2 && out[0] == '\0' && err[0], "%s: rc %d", what, rc);
         free(out);
         free(err);
     }
     const char *h[] = {"session", "-h", NULL};
-    rc = run(h, NULL, &out, &err);
+    rc = t_cli_run(h, NULL, &out, NULL, &err);
     T_CHECK(rc == 0 && strstr(out, "list") && strstr(out, "fork"), "session -h: %d", rc);
     free(out);
     free(err);
     const char *h2[] = {"--help", NULL};
-    rc = run(h2, NULL, &out, &err);
+    rc = t_cli_run(h2, NULL, &out, NULL, &err);
     T_CHECK(rc == 0 && strstr(out, "session list"), "lemma --help names session: %d", rc);
     free(out);
     free(err);

@@ -5,83 +5,18 @@
  * SmolLM2 vocabulary directory (tokenizer.json + tokenizer_config.json, no weights).
  * Exit codes: 0 ok, 1 failure, 2 usage.
  */
+#include "cli.h"
 #include "test.h"
 
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #define DATA "tests/data/tokenizer/"
 #define BERT "models/all-minilm-l6-v2"
 #define SMOL DATA "smollm2"
-
-static char g_bin[1024];
-
-static int run(const char *const *args, char **out, size_t *len);
-
-/* 1 when the binary exists and knows the text commands (`lemma tokenize --help` exits 0). */
-static int have_bin(void) {
-    static int known = -1;
-    if (known >= 0) return known;
-    const char *b = getenv("LM_TEST_BUILD");
-    snprintf(g_bin, sizeof g_bin, "%s/lemma", b && *b ? b : "build");
-    known = 0;
-    if (access(g_bin, X_OK) == 0) {
-        const char *args[] = {"tokenize", "--help", NULL};
-        char *out;
-        size_t len;
-        known = run(args, &out, &len) == 0;
-        free(out);
-    }
-    return known;
-}
-
-/* Runs the binary with args (NULL-terminated, argv[0] excluded); captures stdout into a
- * malloc'd buffer (*out, *len). Returns the exit status, or -1 when it could not run. */
-static int run(const char *const *args, char **out, size_t *len) {
-    int fd[2];
-    *out = NULL;
-    *len = 0;
-    if (pipe(fd)) return -1;
-    pid_t pid = fork();
-    if (pid < 0) return -1;
-    if (pid == 0) {
-        const char *argv[64];
-        int n = 0;
-        argv[n++] = g_bin;
-        for (; args[n - 1] && n < 63; n++)
-            argv[n] = args[n - 1];
-        argv[n] = NULL;
-        dup2(fd[1], 1);
-        close(fd[0]);
-        close(fd[1]);
-        if (!freopen("/dev/null", "w", stderr)) _exit(126);
-        execv(g_bin, (char *const *)argv);
-        _exit(127);
-    }
-    close(fd[1]);
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    for (;;) {
-        if (n + 1 >= cap) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-        }
-        ssize_t r = read(fd[0], buf + n, cap - 1 - n);
-        if (r <= 0) break;
-        n += (size_t)r;
-    }
-    buf[n] = '\0';
-    close(fd[0]);
-    int st = 0;
-    waitpid(pid, &st, 0);
-    *out = buf;
-    *len = n;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 static json_t *load_jsonl(const char *path) {
     FILE *f = fopen(path, "rb");
@@ -150,7 +85,7 @@ static void check_cases(const char *model, const char *golden, size_t from, size
                               NULL};
         char *out;
         size_t len;
-        int rc = run(args, &out, &len);
+        int rc = t_cli_run(args, NULL, &out, &len, NULL);
         char *want = ids_json(json_object_get(c, bos ? "ids_special" : "ids"));
         if (rc != 0 || strcmp(out, want) != 0) {
             if (!bad)
@@ -165,7 +100,7 @@ static void check_cases(const char *model, const char *golden, size_t from, size
 }
 
 static void test_tokenize_bert(void) {
-    if (!have_bin()) T_SKIP("%s not built or without the text commands", g_bin);
+    if (!t_cli_has("tokenize")) T_SKIP("%s not built or without the text commands", t_cli_bin());
     if (access(BERT "/tokenizer.json", R_OK)) T_SKIP("BERT model not installed");
     check_cases(BERT, DATA "bert.expected.jsonl", 0, 13, 2, 0);
     check_cases(BERT, DATA "bert.expected.jsonl", 0, 5, 2, 1);
@@ -174,27 +109,27 @@ static void test_tokenize_bert(void) {
 }
 
 static void test_tokenize_smollm2(void) {
-    if (!have_bin()) T_SKIP("%s not built or without the text commands", g_bin);
+    if (!t_cli_has("tokenize")) T_SKIP("%s not built or without the text commands", t_cli_bin());
     /* a third of the corpus, long cases included: each run loads the vocabulary anew */
     check_cases(SMOL, DATA "smollm2.expected.jsonl", 0, 1000, 3, 0);
 }
 
 static void test_tokenize_args(void) {
-    if (!have_bin()) T_SKIP("%s not built or without the text commands", g_bin);
+    if (!t_cli_has("tokenize")) T_SKIP("%s not built or without the text commands", t_cli_bin());
     char *out;
     size_t len;
     /* TEXT as an argument, space-separated output */
     const char *a1[] = {"tokenize", "-m", SMOL, "Hello world", NULL};
-    int rc = run(a1, &out, &len);
+    int rc = t_cli_run(a1, NULL, &out, &len, NULL);
     T_CHECK(rc == 0 && !strcmp(out, "19556 905\n"), "rc %d out '%s'", rc, out);
     free(out);
     /* special-token text is plain text without --special */
     const char *a2[] = {"tokenize", "-m", SMOL, "--json", "<|im_start|>", NULL};
-    rc = run(a2, &out, &len);
+    rc = t_cli_run(a2, NULL, &out, &len, NULL);
     T_CHECK(rc == 0 && strcmp(out, "[1]\n") != 0 && out[0] == '[', "rc %d out '%s'", rc, out);
     free(out);
     const char *a3[] = {"tokenize", "-m", SMOL, "--json", "--special", "<|im_start|>", NULL};
-    rc = run(a3, &out, &len);
+    rc = t_cli_run(a3, NULL, &out, &len, NULL);
     T_CHECK(rc == 0 && !strcmp(out, "[1]\n"), "rc %d out '%s'", rc, out);
     free(out);
     /* usage errors: 2; failures: 1 */
@@ -204,7 +139,7 @@ static void test_tokenize_args(void) {
     const char *u4[] = {"tokenize", "-m", SMOL, "a", "b", NULL};
     const char *const *usage[] = {u1, u2, u3, u4};
     for (int i = 0; i < 4; i++) {
-        rc = run(usage[i], &out, &len);
+        rc = t_cli_run(usage[i], NULL, &out, &len, NULL);
         T_CHECK(rc == 2 && len == 0, "usage case %d: rc %d out '%s'", i, rc, out);
         free(out);
     }
@@ -213,14 +148,14 @@ static void test_tokenize_args(void) {
     const char *f3[] = {"tokenize", "-m", DATA "corpus.txt", "x", NULL};
     const char *const *fails[] = {f1, f2, f3};
     for (int i = 0; i < 3; i++) {
-        rc = run(fails[i], &out, &len);
+        rc = t_cli_run(fails[i], NULL, &out, &len, NULL);
         T_CHECK(rc == 1 && len == 0, "failure case %d: rc %d out '%s'", i, rc, out);
         free(out);
     }
 }
 
 static void test_detokenize(void) {
-    if (!have_bin()) T_SKIP("%s not built or without the text commands", g_bin);
+    if (!t_cli_has("tokenize")) T_SKIP("%s not built or without the text commands", t_cli_bin());
     json_t *cases = load_jsonl(DATA "smollm2.expected.jsonl");
     T_REQUIRE(cases != NULL, "goldens");
     int bad = 0;
@@ -231,7 +166,7 @@ static void test_detokenize(void) {
         const char *args[] = {"detokenize", "-m", SMOL, "--special", ids, NULL};
         char *out;
         size_t len;
-        int rc = run(args, &out, &len);
+        int rc = t_cli_run(args, NULL, &out, &len, NULL);
         if (rc != 0 || len != json_string_length(text) ||
             memcmp(out, json_string_value(text), len) != 0) {
             if (!bad) T_CHECK(0, "case %zu: rc %d got '%.60s'", i + 1, rc, out);
@@ -245,19 +180,19 @@ static void test_detokenize(void) {
     char *out;
     size_t len;
     const char *a1[] = {"detokenize", "-m", SMOL, "19556", "905", NULL};
-    int rc = run(a1, &out, &len);
+    int rc = t_cli_run(a1, NULL, &out, &len, NULL);
     T_CHECK(rc == 0 && !strcmp(out, "Hello world"), "rc %d out '%s'", rc, out);
     free(out);
     const char *a2[] = {"detokenize", "-m", SMOL, "49152", NULL};
-    rc = run(a2, &out, &len);
+    rc = t_cli_run(a2, NULL, &out, &len, NULL);
     T_CHECK(rc == 1 && len == 0, "out-of-range id: rc %d", rc);
     free(out);
     const char *a3[] = {"detokenize", "-m", SMOL, "12x", NULL};
-    rc = run(a3, &out, &len);
+    rc = t_cli_run(a3, NULL, &out, &len, NULL);
     T_CHECK(rc == 2 && len == 0, "bad id: rc %d", rc);
     free(out);
     const char *a4[] = {"detokenize", "-m", SMOL, "-1", NULL};
-    rc = run(a4, &out, &len);
+    rc = t_cli_run(a4, NULL, &out, &len, NULL);
     T_CHECK(rc == 1 && len == 0, "negative id: rc %d", rc);
     free(out);
 }
@@ -271,7 +206,7 @@ static void check_template(const char *messages, const char *expected, int gen) 
                           NULL};
     char *out;
     size_t len;
-    int rc = run(args, &out, &len);
+    int rc = t_cli_run(args, NULL, &out, &len, NULL);
     T_CHECK(rc == 0 && len == wl && memcmp(out, want, wl) == 0,
             "%s: rc %d, got (%zu bytes) '%.200s'", expected, rc, len, out);
     free(out);
@@ -279,22 +214,22 @@ static void check_template(const char *messages, const char *expected, int gen) 
 }
 
 static void test_template(void) {
-    if (!have_bin()) T_SKIP("%s not built or without the text commands", g_bin);
+    if (!t_cli_has("tokenize")) T_SKIP("%s not built or without the text commands", t_cli_bin());
     check_template(DATA "messages.json", DATA "smollm2.template.txt", 0);
     check_template(DATA "messages.json", DATA "smollm2.template_gen.txt", 1);
     check_template(DATA "messages_nosys.json", DATA "smollm2.template_nosys.txt", 1);
     char *out;
     size_t len;
     const char *u1[] = {"template", "-m", SMOL, NULL};
-    int rc = run(u1, &out, &len);
+    int rc = t_cli_run(u1, NULL, &out, &len, NULL);
     T_CHECK(rc == 2 && len == 0, "no --messages: rc %d", rc);
     free(out);
     const char *f1[] = {"template", "-m", SMOL, "--messages", DATA "corpus.txt", NULL};
-    rc = run(f1, &out, &len);
+    rc = t_cli_run(f1, NULL, &out, &len, NULL);
     T_CHECK(rc == 1 && len == 0, "bad messages JSON: rc %d", rc);
     free(out);
     const char *f2[] = {"template", "-m", SMOL, "--messages", "/nonexistent.json", NULL};
-    rc = run(f2, &out, &len);
+    rc = t_cli_run(f2, NULL, &out, &len, NULL);
     T_CHECK(rc == 1 && len == 0, "missing messages file: rc %d", rc);
     free(out);
 }

@@ -20,101 +20,18 @@
  * Skipped under ASan/UBSan (10x slower; `lemma perplexity` itself runs under ASan in
  * test_cli_engine.c).
  */
+#include "cli.h"
 #include "test.h"
 
-#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #define EXPECTED "tests/data/engine/perplexity.expected.json"
 #define TOLERANCE 0.01 /* relative */
-
-static char g_bin[1024];
-
-static int run(const char *const *args, char **out, char **err);
-
-/* 1 when the binary exists and has the perplexity command. */
-static int have_bin(void) {
-    static int known = -1;
-    if (known >= 0) return known;
-    const char *b = getenv("LM_TEST_BUILD");
-    snprintf(g_bin, sizeof g_bin, "%s/lemma", b && *b ? b : "build");
-    known = 0;
-    if (access(g_bin, X_OK) == 0) {
-        const char *args[] = {"perplexity", "--help", NULL};
-        char *out, *err;
-        known = run(args, &out, &err) == 0;
-        free(out);
-        free(err);
-    }
-    return known;
-}
-
-static char *slurp(int fd) {
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    if (!buf) return NULL;
-    for (;;) {
-        if (n + 1 >= cap) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) break;
-            buf = nb;
-            cap *= 2;
-        }
-        ssize_t r = read(fd, buf + n, cap - 1 - n);
-        if (r <= 0) break;
-        n += (size_t)r;
-    }
-    buf[n] = '\0';
-    return buf;
-}
-
-/* Runs the binary with args (NULL-terminated, argv[0] excluded), stdin /dev/null; *out and
- * *err get stdout and stderr (malloc'd). Returns the exit status, -1 when it could not run or
- * died of a signal. */
-static int run(const char *const *args, char **out, char **err) {
-    char err_path[1024];
-    snprintf(err_path, sizeof err_path, "%s/perplexity_stderr.txt", t_tmpdir());
-    int fd[2];
-    *out = *err = NULL;
-    if (pipe(fd)) return -1;
-    pid_t pid = fork();
-    if (pid < 0) return -1;
-    if (pid == 0) {
-        const char *argv[64];
-        int n = 0;
-        argv[n++] = g_bin;
-        for (; args[n - 1] && n < 63; n++)
-            argv[n] = args[n - 1];
-        argv[n] = NULL;
-        int ifd = open("/dev/null", O_RDONLY);
-        int efd = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (ifd < 0 || efd < 0) _exit(126);
-        dup2(ifd, 0);
-        dup2(fd[1], 1);
-        dup2(efd, 2);
-        close(fd[0]);
-        close(fd[1]);
-        execv(g_bin, (char *const *)argv);
-        _exit(127);
-    }
-    close(fd[1]);
-    *out = slurp(fd[0]);
-    close(fd[0]);
-    int st = 0;
-    waitpid(pid, &st, 0);
-    int efd = open(err_path, O_RDONLY);
-    *err = efd >= 0 ? slurp(efd) : NULL;
-    if (efd >= 0) close(efd);
-    if (!*out) *out = calloc(1, 1);
-    if (!*err) *err = calloc(1, 1);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 /* Last "[k]value," of lemma's running output; *k gets k. NAN when none. */
 static double last_running(const char *out, long *k) {
@@ -151,7 +68,7 @@ static void check_model(const json_t *doc, const json_t *m) {
     const char *args[] = {"perplexity", "-m",  model,      "-f",  text,
                           "-c",         c_arg, "--chunks", n_arg, NULL};
     char *out, *err;
-    int rc = run(args, &out, &err);
+    int rc = t_cli_run(args, NULL, &out, NULL, &err);
     T_CHECK(rc == 0, "%s: rc %d, stderr '%s'", model, rc, err);
     long k;
     double got = last_running(out, &k);
@@ -177,7 +94,8 @@ static void test_perplexity_vs_llamacpp(void) {
 #if defined(__SANITIZE_ADDRESS__)
     T_SKIP("too slow under ASan (lemma perplexity runs under ASan in test_cli_engine)");
 #endif
-    if (!have_bin()) T_SKIP("%s not built or without the perplexity command", g_bin);
+    if (!t_cli_has("perplexity"))
+        T_SKIP("%s not built or without the perplexity command", t_cli_bin());
     json_error_t je;
     json_t *doc = json_load_file(EXPECTED, 0, &je);
     T_REQUIRE(doc, "%s: %s", EXPECTED, je.text);
