@@ -3,15 +3,24 @@
  *
  * Protocol (all atomics sequentially consistent, which makes the sleep/wake handshake easy to
  * reason about; the cost is a few fences per run, negligible next to a kernel):
- *   run:    fn/ctx are stored, pending = nth - 1, then gen is incremented. If any worker may be
- *           asleep (sleepers > 0) the caller futex-wakes gen. The caller runs ith 0, then waits
- *           for pending to reach 0 (spinning, then yielding: the machine may be oversubscribed).
+ *   run:    each task ith >= 1 gets a claim word (gen << 2 | state; state 0 = unclaimed,
+ *           1 = running, 2 = done) set to "unclaimed" for the new gen, fn/ctx are stored, then
+ *           gen is incremented. If any worker may be asleep (sleepers > 0) the caller
+ *           futex-wakes gen. The caller runs ith 0, then claims and runs every task no worker
+ *           has claimed yet (a descheduled or sleeping worker does not hold the run up: on a
+ *           busy machine the caller does its share), then waits until every task is done
+ *           (spinning, then yielding).
  *   worker: remembers the last gen it served; spins until gen differs, then (after a spin
  *           budget) increments sleepers and futex-waits on gen with the old value. The kernel
  *           re-checks gen under its lock, so a bump between the check and the wait is not lost;
- *           a bump after sleepers++ is seen by the caller's sleepers check and woken.
+ *           a bump after sleepers++ is seen by the caller's sleepers check and woken. Having
+ *           seen gen g it claims its task by CAS from (g, unclaimed) to (g, running) and only
+ *           then reads fn/ctx: a worker that wakes late fails the CAS (the word carries a newer
+ *           gen, or the caller took the task) and never runs a finished run's function.
  *   free:   stop = 1, gen++, wake all, join.
- * fn/ctx are written before the gen increment and read after observing it, so workers see them.
+ * fn/ctx are written before the gen increment and read after a successful claim, so workers see
+ * them; the caller does not change them before every claimed task is done. A task may thus run
+ * on the caller's thread (after its own), never twice and never concurrently with itself.
  */
 #include "core/threadpool.h"
 
@@ -58,7 +67,7 @@ struct lm_threadpool {
     lm_tp_worker *workers;  /* n_threads - 1 */
     _Atomic uint32_t gen;   /* futex word: incremented once per run and at shutdown */
     atomic_int sleepers;    /* workers in (or about to enter) futex wait */
-    atomic_int pending;     /* workers that have not finished the current run */
+    _Atomic uint64_t *claim; /* (n_threads) claim word of task ith: gen << 2 | state */
     atomic_int stop;
     lm_threadpool_fn fn;
     void *ctx;
@@ -106,8 +115,11 @@ static void *tp_main(void *arg) {
         }
         seen = g;
         if (atomic_load(&tp->stop)) break;
-        tp->fn(tp->ctx, w->ith, tp->n_threads);
-        atomic_fetch_sub(&tp->pending, 1);
+        uint64_t want = (uint64_t)g << 2;
+        if (atomic_compare_exchange_strong(&tp->claim[w->ith], &want, want | 1)) {
+            tp->fn(tp->ctx, w->ith, tp->n_threads);
+            atomic_store(&tp->claim[w->ith], ((uint64_t)g << 2) | 2);
+        }
     }
     return NULL;
 }
@@ -123,16 +135,17 @@ lm_status lm_threadpool_create(int n_threads, lm_threadpool **out, lm_err *err) 
     tp->n_threads = n_threads;
     atomic_init(&tp->gen, 0);
     atomic_init(&tp->sleepers, 0);
-    atomic_init(&tp->pending, 0);
     atomic_init(&tp->stop, 0);
     pthread_mutex_init(&tp->mu, NULL);
     pthread_cond_init(&tp->cv, NULL);
     if (n_threads > 1) {
         tp->workers = lm_calloc((size_t)n_threads - 1, sizeof *tp->workers);
-        if (!tp->workers) {
+        tp->claim = lm_calloc((size_t)n_threads, sizeof *tp->claim);
+        if (!tp->workers || !tp->claim) {
             lm_threadpool_free(tp);
             return lm_err_set(err, LM_ERR_NOMEM, "threadpool: out of memory");
         }
+        for (int i = 0; i < n_threads; i++) atomic_init(&tp->claim[i], 2); /* gen 0: done */
         for (int i = 0; i < n_threads - 1; i++) {
             lm_tp_worker *w = &tp->workers[i];
             w->tp = tp;
@@ -155,19 +168,32 @@ void lm_threadpool_run(lm_threadpool *tp, lm_threadpool_fn fn, void *ctx) {
         fn(ctx, 0, 1);
         return;
     }
+    const int n = tp->n_threads;
+    const uint32_t g = atomic_load(&tp->gen) + 1;
+    const uint64_t fresh = (uint64_t)g << 2, done = fresh | 2;
+    for (int i = 1; i < n; i++) atomic_store(&tp->claim[i], fresh);
     tp->fn = fn;
     tp->ctx = ctx;
-    atomic_store(&tp->pending, tp->n_threads - 1);
-    atomic_fetch_add(&tp->gen, 1);
+    atomic_store(&tp->gen, g);
     if (atomic_load(&tp->sleepers) > 0) tp_wake_all(tp);
-    fn(ctx, 0, tp->n_threads);
-    int spins = 0;
-    while (atomic_load(&tp->pending) > 0) {
-        if (spins < LM_TP_CALLER_SPIN) {
-            LM_CPU_RELAX();
-            spins++;
-        } else {
-            sched_yield(); /* a worker may be descheduled: give it the core */
+    fn(ctx, 0, n);
+    /* tasks no worker has claimed yet: run them here instead of waiting for their worker */
+    for (int i = 1; i < n; i++) {
+        uint64_t want = fresh;
+        if (atomic_compare_exchange_strong(&tp->claim[i], &want, fresh | 1)) {
+            fn(ctx, i, n);
+            atomic_store(&tp->claim[i], done);
+        }
+    }
+    for (int i = 1; i < n; i++) {
+        int spins = 0;
+        while (atomic_load(&tp->claim[i]) != done) {
+            if (spins < LM_TP_CALLER_SPIN) {
+                LM_CPU_RELAX();
+                spins++;
+            } else {
+                sched_yield(); /* the worker running it may be descheduled: give it the core */
+            }
         }
     }
 }
@@ -185,5 +211,6 @@ void lm_threadpool_free(lm_threadpool *tp) {
     pthread_mutex_destroy(&tp->mu);
     pthread_cond_destroy(&tp->cv);
     lm_free(tp->workers);
+    lm_free((void *)tp->claim);
     lm_free(tp);
 }
