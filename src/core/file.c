@@ -94,7 +94,7 @@ fail:
     return s;
 }
 
-static int write_full(int fd, const void *data, size_t len) {
+int lm_fd_write_full(int fd, const void *data, size_t len) {
     const uint8_t *p = data;
     while (len) {
         ssize_t w = write(fd, p, len);
@@ -106,13 +106,27 @@ static int write_full(int fd, const void *data, size_t len) {
     return 0;
 }
 
+int lm_fd_read_full(int fd, void *data, size_t len) {
+    uint8_t *p = data;
+    while (len) {
+        ssize_t r = read(fd, p, len);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return -1;
+        p += r;
+        len -= (size_t)r;
+    }
+    return 0;
+}
+
 lm_status lm_file_write_atomic(const char *path, const void *data, size_t len, lm_err *err) {
     char tmp[4096], dir[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
+    static unsigned counter; /* threads of one process write distinct temp files */
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%u", path, (long)getpid(),
+                 __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED)) >= (int)sizeof tmp)
         return lm_err_set(err, LM_ERR_INVALID_ARG, "path too long: %s", path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return lm_err_set(err, LM_ERR_IO, "%s: %s", tmp, strerror(errno));
-    if (write_full(fd, data, len) != 0 || fsync(fd) != 0) {
+    if (lm_fd_write_full(fd, data, len) != 0 || fsync(fd) != 0) {
         int e = errno;
         close(fd);
         unlink(tmp);

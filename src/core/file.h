@@ -31,4 +31,9 @@ lm_status lm_file_write_atomic(const char *path, const void *data, size_t len, l
 /* 1 if PATH is a directory, 0 otherwise. */
 int lm_path_is_dir(const char *path);
 
+/* write(2) / read(2) of exactly len bytes, retrying on EINTR and short transfers: 0, or -1
+ * with errno set (a read that meets end of file first returns -1). */
+int lm_fd_write_full(int fd, const void *data, size_t len);
+int lm_fd_read_full(int fd, void *data, size_t len);
+
 #endif

@@ -61,6 +61,7 @@
 #include "store/store.h"
 
 #include "core/alloc.h"
+#include "core/file.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -263,36 +264,12 @@ static lm_status make_dirs(const char *path, lm_err *err) {
     return make_dir(buf, NULL, err);
 }
 
-static int write_full(int fd, const void *data, size_t len) {
-    const uint8_t *p = data;
-    while (len) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return -1;
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
-static int read_full(int fd, void *data, size_t len) {
-    uint8_t *p = data;
-    while (len) {
-        ssize_t r = read(fd, p, len);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) return -1;
-        p += r;
-        len -= (size_t)r;
-    }
-    return 0;
-}
-
 static uint64_t random_u64(void) {
     uint64_t r = 0;
     if (getrandom(&r, sizeof r, GRND_NONBLOCK) == (ssize_t)sizeof r) return r;
     int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
     if (fd >= 0) {
-        int ok = read_full(fd, &r, sizeof r) == 0;
+        int ok = lm_fd_read_full(fd, &r, sizeof r) == 0;
         close(fd);
         if (ok) return r;
     }
@@ -315,7 +292,7 @@ static lm_status write_file(lm_store *st, const char *dst, const void *a, size_t
         if (fd < 0 && (errno != EEXIST || tries > 8))
             return lm_err_set(err, LM_ERR_IO, "%s: create temp file: %s", tmp, strerror(errno));
     }
-    if ((alen && write_full(fd, a, alen) != 0) || (blen && write_full(fd, b, blen) != 0)) {
+    if ((alen && lm_fd_write_full(fd, a, alen) != 0) || (blen && lm_fd_write_full(fd, b, blen) != 0)) {
         int e = errno;
         close(fd);
         unlink(tmp);
@@ -356,7 +333,7 @@ static lm_status read_exact(const char *path, uint8_t *buf, size_t expect, lm_er
     } else if ((uint64_t)sb.st_size != (uint64_t)expect) {
         s = lm_err_set(err, LM_ERR_CORRUPT, "%s: file is %lld bytes, expected %zu", path,
                        (long long)sb.st_size, expect);
-    } else if (read_full(fd, buf, expect) != 0) {
+    } else if (lm_fd_read_full(fd, buf, expect) != 0) {
         s = lm_err_set(err, LM_ERR_IO, "%s: short read", path);
     }
     close(fd);
@@ -391,7 +368,7 @@ static lm_status read_whole(const char *path, size_t max, uint8_t **out, size_t 
         s = lm_err_set(err, LM_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, n);
         goto done;
     }
-    if (n && read_full(fd, buf, n) != 0) {
+    if (n && lm_fd_read_full(fd, buf, n) != 0) {
         s = lm_err_set(err, LM_ERR_IO, "%s: short read", path);
         goto done;
     }
@@ -1376,7 +1353,7 @@ lm_status lm_store_find_page(lm_store *st, const lm_kv_key *key, const lm_identi
         struct stat sb;
         int ok = fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size >= LM_PAGE_HEADER_BYTES &&
                  (uint64_t)sb.st_size <= (uint64_t)max_total &&
-                 read_full(fd, buf, (size_t)sb.st_size) == 0;
+                 lm_fd_read_full(fd, buf, (size_t)sb.st_size) == 0;
         close(fd);
         if (!ok) {
             lm_err_clear(&last);
