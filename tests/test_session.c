@@ -550,6 +550,76 @@ static void test_fork(void) {
     lm_model_free(m);
 }
 
+/* lm_session_append_scored: the logits after every scored position equal those of appending
+ * the tokens one at a time (to kernel rounding), and a callback that stops leaves the session
+ * as it was. */
+typedef struct scored {
+    float *rows;  /* (n, n_vocab) */
+    size_t n_vocab, first, calls, stop_at;
+} scored;
+
+static int on_scored(void *user, size_t i, const float *logits, size_t n_vocab) {
+    scored *c = user;
+    if (c->stop_at && c->calls == c->stop_at) return 1;
+    c->n_vocab = n_vocab;
+    memcpy(c->rows + (i - c->first) * n_vocab, logits, n_vocab * sizeof *logits);
+    c->calls++;
+    return 0;
+}
+
+static void test_append_scored(void) {
+    char path[256], err[512];
+    fixture_path(path, sizeof path, "qwen2", "model-f32.gguf");
+    lm_model *m = load(path);
+    T_REQUIRE(m, "fixture");
+    const size_t nv = (size_t)lm_model_n_vocab(m), n = 21, from = 5;
+    int32_t t[21];
+    fill_tokens(t, n, 3, (int32_t)nv, 17);
+    lm_session_params sp = lm_session_default_params();
+    sp.n_ctx = 64;
+    sp.n_batch = 8; /* several batches, the scored range starting inside the first */
+    lm_session *a = NULL, *b = NULL;
+    T_REQUIRE(lm_session_new(m, &sp, &a, err, sizeof err) == LM_OK, "%s", err);
+    T_REQUIRE(lm_session_new(m, &sp, &b, err, sizeof err) == LM_OK, "%s", err);
+    scored c = {calloc((n - from) * nv, sizeof(float)), 0, from, 0, 0};
+    T_REQUIRE(c.rows, "memory");
+    T_REQUIRE(lm_session_append_scored(a, t, n, from, on_scored, &c) == LM_OK, "%s",
+              lm_session_error(a));
+    T_CHECK(c.calls == n - from && lm_session_n_tokens(a) == n, "one call per scored position");
+    float worst = 0, range = 0;
+    for (size_t i = 0; i < n; i++) {
+        T_REQUIRE(lm_session_append_tokens(b, &t[i], 1) == LM_OK, "%s", lm_session_error(b));
+        if (i < from) continue;
+        const float *lg;
+        size_t k;
+        T_REQUIRE(lm_session_logits(b, &lg, &k) == LM_OK && k == nv, "logits");
+        for (size_t j = 0; j < nv; j++) range = fmaxf(range, fabsf(lg[j]));
+        worst = fmaxf(worst, max_diff(c.rows + (i - from) * nv, lg, nv));
+    }
+    T_CHECK(worst <= 1e-3f * fmaxf(range, 1.0f), "scored rows equal one-at-a-time logits "
+            "(max diff %g, |logit| up to %g)", (double)worst, (double)range);
+    /* the last scored row is the session's logits */
+    const float *la;
+    size_t k;
+    T_REQUIRE(lm_session_logits(a, &la, &k) == LM_OK, "logits");
+    T_CHECK(max_diff(la, c.rows + (n - 1 - from) * nv, nv) == 0.0f, "last row = session logits");
+    /* a callback that stops: LM_ERR_ABORTED, nothing appended */
+    scored stop = {c.rows, 0, 0, 0, 3};
+    T_CHECK(lm_session_append_scored(a, t, 10, 0, on_scored, &stop) == LM_ERR_ABORTED,
+            "stopping callback aborts");
+    T_CHECK(lm_session_n_tokens(a) == n, "session unchanged after the abort");
+    T_REQUIRE(lm_session_logits(a, &la, &k) == LM_OK, "logits kept after a failed append: %s",
+              lm_session_error(a));
+    T_CHECK(max_diff(la, c.rows + (n - 1 - from) * nv, nv) == 0.0f,
+            "the logits are those from before the failed append");
+    T_CHECK(lm_session_append_scored(a, t, 1, 0, NULL, NULL) == LM_ERR_INVALID_ARG,
+            "no callback refused");
+    free(c.rows);
+    lm_session_free(a);
+    lm_session_free(b);
+    lm_model_free(m);
+}
+
 /* Errors: bad names, missing sessions, too small a context, corrupted files. */
 static void test_errors(void) {
     char path[256], err[512], dir[512];
@@ -615,6 +685,7 @@ int main(void) {
     T_RUN(test_identity_refusals);
     T_RUN(test_prefix_reuse);
     T_RUN(test_fork);
+    T_RUN(test_append_scored);
     T_RUN(test_errors);
     return t_finish();
 }

@@ -437,6 +437,7 @@ static size_t attach_prefix(lm_session *s, const int32_t *tokens, size_t n) {
 typedef struct score_ctx {
     lm_logits_callback cb;
     void *user;
+    float *host;    /* (n_vocab) host copy of one row */
     size_t base;    /* index of the batch's first token among the appended ones */
     size_t n_vocab;
 } score_ctx;
@@ -481,7 +482,7 @@ static lm_status append_ex(lm_session *s, const int32_t *tokens, size_t n, size_
         if (st == LM_OK && sc && i + c > from) {
             sc->base = i;
             st = lm_forward_logits_rows(m->be, &m->arch, &s->bufs, (int64_t)c,
-                                        (int64_t)(from > i ? from - i : 0), s->logits, score_row,
+                                        (int64_t)(from > i ? from - i : 0), sc->host, score_row,
                                         sc, &s->err);
         }
     }
@@ -492,15 +493,19 @@ static lm_status append_ex(lm_session *s, const int32_t *tokens, size_t n, size_
         memcpy(s->tokens + n0, tokens, n * sizeof *tokens);
         s->n_tokens = n0 + n;
         s->has_logits = 1;
-        /* key (and publish) the pages this append filled; a page's key needs its tokens */
+        /* key (and publish) the pages this append filled; a page's key needs its tokens. The
+         * cache is an optimisation: a page that cannot be published is simply not shared. */
         lm_identity id;
         lm_err e;
         if (s->p.prefix_cache && s->seq.n_tokens / s->pool->cfg.page_tokens > s->seq.n_keyed &&
             lm_engine_identity(m, s->p.page_tokens, &id, &e) == LM_OK)
-            st = lm_engine_key_pages(s, id.kv_id);
+            (void)lm_engine_key_pages(s, id.kv_id);
     }
     if (st != LM_OK) {
+        /* the logits buffer is written only on success: the old logits are still valid */
+        const int had_logits = s->has_logits;
         rollback(s, n0);
+        s->has_logits = had_logits && n0 > 0;
         return st;
     }
     s->m.reused_tokens += done;
@@ -518,8 +523,11 @@ lm_status lm_session_append_scored(lm_session *s, const int32_t *tokens, size_t 
     if (!cb) return lm_err_set(&s->err, LM_ERR_INVALID_ARG, "append: no logits callback");
     double t0 = now_ms();
     if (s->t_first_append < 0) s->t_first_append = t0;
-    score_ctx sc = {cb, user, 0, (size_t)s->model->arch.hp.n_vocab};
+    const size_t nv = (size_t)s->model->arch.hp.n_vocab;
+    score_ctx sc = {cb, user, lm_malloc(nv * sizeof(float)), 0, nv};
+    if (!sc.host) return lm_err_set(&s->err, LM_ERR_NOMEM, "append: out of memory for logits");
     lm_status st = append_ex(s, tokens, n, from, &sc);
+    lm_free(sc.host);
     if (st == LM_OK) {
         s->m.prompt_tokens += n;
         s->m.prefill_ms += now_ms() - t0;

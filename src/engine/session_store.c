@@ -115,7 +115,6 @@ done:
 typedef struct wake_ctx {
     lm_session *s;
     const lm_manifest *m;  /* the manifest checked before the pages were read */
-    uint64_t reused;       /* tokens of pages found in the pool */
 } wake_ctx;
 
 /* Puts page i of the manifest at the end of the session: the pool's page with the same key and
@@ -133,10 +132,8 @@ static lm_status wake_sink(void *user, uint32_t i, const void *payload, size_t b
         return lm_err_set(err, LM_ERR_CORRUPT, "wake: page %u has %zu bytes", i, bytes);
     if ((int32_t)ref->n_filled == pt) {
         lm_err miss;
-        if (lm_kv_seq_attach_key(s->pool, &s->seq, &ref->key, &ref->content, &miss) == LM_OK) {
-            c->reused += (uint64_t)pt;
+        if (lm_kv_seq_attach_key(s->pool, &s->seq, &ref->key, &ref->content, &miss) == LM_OK)
             return LM_OK;
-        }
     }
     lm_half *mem;
     lm_status r = lm_kv_seq_push_page(s->pool, &s->seq, (int32_t)ref->n_filled, &mem, err);
@@ -198,7 +195,7 @@ lm_status lm_session_wake(lm_model *mod, const lm_session_params *params, lm_sto
     }
     if ((r = lm_engine_session_create(mod, &p, &s, &err))) goto fail;
 
-    wake_ctx c = {s, m, 0};
+    wake_ctx c = {s, m};
     if ((r = lm_store_load(st, name, &m2, wake_sink, &c, &err))) goto fail;
     /* a writer may have replaced the session between the two reads: the pages must be the
      * ones of the manifest that was checked */
