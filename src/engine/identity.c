@@ -54,6 +54,8 @@
  */
 #include "engine/identity.h"
 
+#include "core/sha256.h"
+
 #include "core/alloc.h"
 #include "core/file.h"
 #include "core/json.h"
@@ -143,10 +145,6 @@ static void sha_abort(sha *h) {
     h->c = NULL;
 }
 
-static int sha256_oneshot(const void *p, size_t n, uint8_t out[32]) {
-    unsigned int len = 0;
-    return EVP_Digest(p, n, out, &len, EVP_sha256(), NULL) == 1 && len == 32;
-}
 
 /* ---- growable byte buffer (key material) ------------------------------------------------ */
 
@@ -475,7 +473,8 @@ static lm_status weights_digest(const lm_identity_src *src, uint8_t out[32], lm_
     buf mat = {0}, after = {0};
     uint8_t key[32];
     lm_status s = LM_OK;
-    int keyed = key_material(src, &mat) && sha256_oneshot(mat.p, mat.n, key);
+    int keyed = key_material(src, &mat);
+    if (keyed) lm_sha256_buf(mat.p, mat.n, key);
     if (keyed && (proc_lookup(key, out) || disk_lookup(key, &mat, out))) {
         proc_store(key, out); /* a disk hit is remembered for the next load */
         goto done;
@@ -645,11 +644,10 @@ lm_status lm_identity_compute(const lm_identity_src *src, lm_identity *out, lm_e
     s = src->gguf ? hash_tokenizer_gguf(src->gguf, r.tokenizer, err)
                   : hash_tokenizer_hf(src->hf, r.tokenizer, err);
     if (s) return s;
-    if (!src->chat_template) {
+    if (!src->chat_template)
         memset(r.chat_template, 0, 32);
-    } else if (!sha256_oneshot(src->chat_template, strlen(src->chat_template), r.chat_template)) {
-        return lm_err_set(err, LM_ERR_NOMEM, "identity: SHA-256 failed");
-    }
+    else
+        lm_sha256_buf(src->chat_template, strlen(src->chat_template), r.chat_template);
     *out = r;
     return LM_OK;
 }

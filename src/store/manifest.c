@@ -23,6 +23,8 @@
  */
 #include "store/manifest.h"
 
+#include "core/sha256.h"
+
 #include "core/alloc.h"
 #include "core/checked.h"
 
@@ -32,7 +34,6 @@
 #include <xxhash.h>
 
 /* One-shot SHA-256 (kv/page_key.c). */
-void lm_sha256_buf(const void *data, size_t len, uint8_t out[32]);
 
 #define MANIFEST_MAGIC "LMSESSN1"
 #define PAGE_MAGIC "LMKVPAGE"
