@@ -54,6 +54,7 @@
  */
 #include "engine/identity.h"
 
+#include "core/le.h"
 #include "core/sha256.h"
 
 #include "core/alloc.h"
@@ -63,7 +64,6 @@
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -86,17 +86,15 @@ _Static_assert(sizeof(lm_hparams) == 104, "lm_hparams changed: update hash_arch 
 /* ---- SHA-256 over explicit little-endian fields ---------------------------------------- */
 
 typedef struct sha {
-    EVP_MD_CTX *c;
-    int bad;
+    lm_sha256 r;
 } sha;
 
 static lm_status sha_begin(sha *h, const char *tag, size_t tag_len, lm_err *err) {
-    h->bad = 0;
-    h->c = EVP_MD_CTX_new();
-    if (!h->c || EVP_DigestInit_ex(h->c, EVP_sha256(), NULL) != 1 ||
-        EVP_DigestUpdate(h->c, tag, tag_len) != 1) {
-        EVP_MD_CTX_free(h->c);
-        h->c = NULL;
+    lm_sha256_init(&h->r, 0);
+    lm_sha256_update(&h->r, tag, tag_len);
+    if (!h->r.ok) {
+        uint8_t drop[32];
+        lm_sha256_final(&h->r, drop);
         return lm_err_set(err, LM_ERR_NOMEM, "identity: SHA-256 context");
     }
     return LM_OK;
@@ -104,7 +102,7 @@ static lm_status sha_begin(sha *h, const char *tag, size_t tag_len, lm_err *err)
 #define SHA_BEGIN(h, lit, err) sha_begin(h, lit, sizeof(lit), err) /* the tag's NUL included */
 
 static void sha_put(sha *h, const void *p, size_t n) {
-    if (n && EVP_DigestUpdate(h->c, p, n) != 1) h->bad = 1;
+    if (n) lm_sha256_update(&h->r, p, n);
 }
 static void sha_u8(sha *h, uint8_t v) {
     sha_put(h, &v, 1);
@@ -133,16 +131,13 @@ static void sha_str(sha *h, const void *p, size_t n) {
 
 /* Finishes into out and frees the context (also on failure). */
 static lm_status sha_end(sha *h, uint8_t out[32], lm_err *err) {
-    unsigned int len = 0;
-    int ok = !h->bad && EVP_DigestFinal_ex(h->c, out, &len) == 1 && len == 32;
-    EVP_MD_CTX_free(h->c);
-    h->c = NULL;
-    if (!ok) return lm_err_set(err, LM_ERR_NOMEM, "identity: SHA-256 failed");
+    if (!lm_sha256_final(&h->r, out))
+        return lm_err_set(err, LM_ERR_NOMEM, "identity: SHA-256 failed");
     return LM_OK;
 }
 static void sha_abort(sha *h) {
-    EVP_MD_CTX_free(h->c);
-    h->c = NULL;
+    uint8_t drop[32];
+    lm_sha256_final(&h->r, drop);
 }
 
 
@@ -187,23 +182,6 @@ static void buf_str(buf *b, const char *s) {
     buf_put(b, s, n);
 }
 
-static uint64_t rd_u64(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-static uint32_t rd_u32(const uint8_t *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static void wr_u64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-static void wr_u32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
 
 /* ---- the tensor table of either source -------------------------------------------------- */
 
@@ -443,9 +421,9 @@ static int disk_lookup(const uint8_t key[32], const buf *mat, uint8_t digest[32]
     size_t n = 0;
     if (lm_file_read_all(path, CACHE_MAX_MATERIAL + 64, &data, &n, NULL) != LM_OK) return 0;
     const uint8_t *p = (const uint8_t *)data;
-    int ok = n == mat->n + 52 && memcmp(p, CACHE_MAGIC, 8) == 0 && rd_u32(p + 8) == mat->n &&
+    int ok = n == mat->n + 52 && memcmp(p, CACHE_MAGIC, 8) == 0 && lm_le_get_u32(p + 8) == mat->n &&
              memcmp(p + 12, mat->p, mat->n) == 0 &&
-             rd_u64(p + 44 + mat->n) == (uint64_t)XXH3_64bits(p, 44 + mat->n);
+             lm_le_get_u64(p + 44 + mat->n) == (uint64_t)XXH3_64bits(p, 44 + mat->n);
     if (ok) memcpy(digest, p + 12 + mat->n, 32);
     lm_free(data);
     return ok;
@@ -458,10 +436,10 @@ static void disk_store(const uint8_t key[32], const buf *mat, const uint8_t dige
     uint8_t *p = lm_malloc(n);
     if (!p) return;
     memcpy(p, CACHE_MAGIC, 8);
-    wr_u32(p + 8, (uint32_t)mat->n);
+    lm_le_put_u32(p + 8, (uint32_t)mat->n);
     memcpy(p + 12, mat->p, mat->n);
     memcpy(p + 12 + mat->n, digest, 32);
-    wr_u64(p + 44 + mat->n, (uint64_t)XXH3_64bits(p, 44 + mat->n));
+    lm_le_put_u64(p + 44 + mat->n, (uint64_t)XXH3_64bits(p, 44 + mat->n));
     /* lm_file_write_atomic's temp name is per process: one writer at a time in this one */
     pthread_mutex_lock(&write_mu);
     (void)lm_file_write_atomic(path, p, n, NULL);

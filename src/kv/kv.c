@@ -444,6 +444,19 @@ static lm_status append_check(lm_kv_pool *pool, lm_kv_seq *seq, const char *what
     return seq_grow(seq, seq->n_tokens / pt + 1, err);
 }
 
+/* Appends published page id at table entry `at` of seq; the pool's lock is held and released
+ * here (after which only seq, owned by the caller, is touched). */
+static void attach_locked(lm_kv_pool *pool, lm_kv_seq *seq, int32_t id, int32_t at) {
+    release_from(pool, seq, at); /* pages reserved beyond the length hold nothing */
+    if (pool->refcount[id]++ == 0) pool->n_live++;
+    seq->keys[at] = pool->index->key[id];
+    unlock(pool);
+    seq->table[at] = id;
+    if (seq->n_keyed == at) seq->n_keyed = at + 1;
+    seq->n_pages = at + 1;
+    seq->n_tokens += pool->cfg.page_tokens;
+}
+
 lm_status lm_kv_seq_attach(lm_kv_pool *pool, lm_kv_seq *seq, int32_t id, lm_err *err) {
     if (id < 0 || id >= pool->cfg.max_pages)
         return lm_err_set(err, LM_ERR_INVALID_ARG, "kv: attach of page %d: no such page", id);
@@ -455,14 +468,7 @@ lm_status lm_kv_seq_attach(lm_kv_pool *pool, lm_kv_seq *seq, int32_t id, lm_err 
         unlock(pool);
         return lm_err_set(err, LM_ERR_INVALID_ARG, "kv: attach of page %d: not published", id);
     }
-    release_from(pool, seq, at); /* pages reserved beyond the length hold nothing */
-    if (pool->refcount[id]++ == 0) pool->n_live++;
-    seq->keys[at] = pool->index->key[id];
-    unlock(pool);
-    seq->table[at] = id;
-    if (seq->n_keyed == at) seq->n_keyed = at + 1;
-    seq->n_pages = at + 1;
-    seq->n_tokens += pool->cfg.page_tokens;
+    attach_locked(pool, seq, id, at);
     return LM_OK;
 }
 
@@ -480,14 +486,7 @@ lm_status lm_kv_seq_attach_key(lm_kv_pool *pool, lm_kv_seq *seq, const lm_kv_key
         return lm_err_set(err, LM_ERR_NOT_FOUND, "kv: no published page with that key");
     }
     ix->stamp[id] = ++ix->clock;
-    release_from(pool, seq, at); /* pages reserved beyond the length hold nothing */
-    if (pool->refcount[id]++ == 0) pool->n_live++;
-    seq->keys[at] = ix->key[id];
-    unlock(pool);
-    seq->table[at] = id;
-    if (seq->n_keyed == at) seq->n_keyed = at + 1;
-    seq->n_pages = at + 1;
-    seq->n_tokens += pool->cfg.page_tokens;
+    attach_locked(pool, seq, id, at);
     return LM_OK;
 }
 

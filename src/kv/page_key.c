@@ -12,16 +12,11 @@
  */
 #include "kv/kv.h"
 
+#include "core/le.h"
 #include "core/sha256.h"
 
 #include <string.h>
 
-static void put_u32(uint8_t *p, uint32_t v) {
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
 
 static int page_key_with(int use_fb, const uint8_t kv_id[32], const lm_kv_key *parent,
                          const int32_t *tokens, size_t n, lm_kv_key *out) {
@@ -34,13 +29,13 @@ static int page_key_with(int use_fb, const uint8_t kv_id[32], const lm_kv_key *p
     lm_sha256_update(&r, parent ? parent->b : zero, 32);
     uint8_t buf[4 * 256];
     /* n <= page_tokens <= 65536 for every real page */
-    put_u32(buf, (uint32_t)n);
+    lm_le_put_u32(buf, (uint32_t)n);
     lm_sha256_update(&r, buf, 4);
     size_t i = 0;
     while (i < n) {
         size_t k = 0;
         for (; k < 256 && i < n; k++, i++)
-            put_u32(buf + 4 * k, (uint32_t)tokens[i]);
+            lm_le_put_u32(buf + 4 * k, (uint32_t)tokens[i]);
         lm_sha256_update(&r, buf, 4 * k);
     }
     return lm_sha256_final(&r, out->b);

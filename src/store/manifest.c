@@ -23,6 +23,7 @@
  */
 #include "store/manifest.h"
 
+#include "core/le.h"
 #include "core/sha256.h"
 
 #include "core/alloc.h"
@@ -43,30 +44,6 @@
 
 /* ---- little-endian bytes ---------------------------------------------------------------- */
 
-static void put_u16(uint8_t *p, uint16_t v) {
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-static void put_u32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put_u64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint16_t get_u16(const uint8_t *p) {
-    return (uint16_t)(p[0] | (p[1] << 8));
-}
-static uint32_t get_u32(const uint8_t *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static uint64_t get_u64(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
 
 /* Lower-case hex of n <= 32 bytes into out (2n + 1 chars). */
 static void hexn(const uint8_t *b, size_t n, char *out) {
@@ -80,8 +57,8 @@ static void hexn(const uint8_t *b, size_t n, char *out) {
 
 void lm_digest128(const void *data, size_t len, lm_kv_digest *out) {
     XXH128_hash_t h = XXH3_128bits(data, len);
-    put_u64(out->b, h.high64);
-    put_u64(out->b + 8, h.low64);
+    lm_le_put_u64(out->b, h.high64);
+    lm_le_put_u64(out->b + 8, h.low64);
 }
 
 /* ---- identity ----------------------------------------------------------------------------- */
@@ -96,10 +73,10 @@ void lm_identity_kv_id(const lm_identity *id, uint8_t out[32]) {
     o += 32;
     memcpy(buf + o, id->arch, 32);
     o += 32;
-    put_u32(buf + o, id->kv_dtype);
-    put_u32(buf + o + 4, id->page_tokens);
-    put_u32(buf + o + 8, id->n_layer);
-    put_u32(buf + o + 12, id->kv_dim);
+    lm_le_put_u32(buf + o, id->kv_dtype);
+    lm_le_put_u32(buf + o + 4, id->page_tokens);
+    lm_le_put_u32(buf + o + 8, id->n_layer);
+    lm_le_put_u32(buf + o + 12, id->kv_dim);
     o += 16;
     lm_sha256_buf(buf, o, out);
 }
@@ -366,16 +343,16 @@ static void w_bytes(wr *w, const void *b, size_t n) {
     w->o += n;
 }
 static void w_u32(wr *w, uint32_t v) {
-    put_u32(w->p + w->o, v);
+    lm_le_put_u32(w->p + w->o, v);
     w->o += 4;
 }
 static void w_u64(wr *w, uint64_t v) {
-    put_u64(w->p + w->o, v);
+    lm_le_put_u64(w->p + w->o, v);
     w->o += 8;
 }
 static void w_str(wr *w, const char *s, size_t cap) {
     size_t n = strnlen(s, cap);
-    put_u16(w->p + w->o, (uint16_t)n);
+    lm_le_put_u16(w->p + w->o, (uint16_t)n);
     w->o += 2;
     w_bytes(w, s, n);
 }
@@ -461,13 +438,13 @@ static int r_need(rd *r, size_t n, const char *field) {
 }
 static int r_u32(rd *r, const char *field, uint32_t *v) {
     if (!r_need(r, 4, field)) return 0;
-    *v = get_u32(r->p + r->o);
+    *v = lm_le_get_u32(r->p + r->o);
     r->o += 4;
     return 1;
 }
 static int r_u64(rd *r, const char *field, uint64_t *v) {
     if (!r_need(r, 8, field)) return 0;
-    *v = get_u64(r->p + r->o);
+    *v = lm_le_get_u64(r->p + r->o);
     r->o += 8;
     return 1;
 }
@@ -482,7 +459,7 @@ static int r_bytes(rd *r, const char *field, void *dst, size_t n) {
  * length is checked here against the bytes. */
 static int r_str(rd *r, const char *field, char *dst, size_t max) {
     if (!r_need(r, 2, field)) return 0;
-    size_t n = get_u16(r->p + r->o);
+    size_t n = lm_le_get_u16(r->p + r->o);
     r->o += 2;
     if (n > max) {
         lm_err_set(r->err, LM_ERR_FORMAT, "manifest: %s length %zu > %zu", field, n, max);
@@ -533,8 +510,8 @@ lm_status lm_manifest_decode(const uint8_t *buf, size_t len, const char *expect_
         quote((const char *)buf, 8, q, sizeof q);
         return lm_err_set(err, LM_ERR_FORMAT, "manifest: magic '%s' != '%s'", q, MANIFEST_MAGIC);
     }
-    uint32_t version = get_u32(buf + 8), flags = get_u32(buf + 12);
-    uint64_t fsize = get_u64(buf + 16);
+    uint32_t version = lm_le_get_u32(buf + 8), flags = lm_le_get_u32(buf + 12);
+    uint64_t fsize = lm_le_get_u64(buf + 16);
     if (version != LM_STORE_FORMAT_VERSION)
         return lm_err_set(err, LM_ERR_FORMAT, "manifest: version %u != %d", version,
                           LM_STORE_FORMAT_VERSION);
@@ -588,7 +565,7 @@ lm_status lm_manifest_decode(const uint8_t *buf, size_t len, const char *expect_
             goto fail;
         }
         for (uint64_t i = 0; i < m->n_tokens; i++)
-            m->tokens[i] = (int32_t)get_u32(buf + r.o + 4 * i);
+            m->tokens[i] = (int32_t)lm_le_get_u32(buf + r.o + 4 * i);
         r.o += nbytes;
     }
     if (!r_u32(&r, "n_pages", &m->n_pages)) goto fail;
@@ -611,7 +588,7 @@ lm_status lm_manifest_decode(const uint8_t *buf, size_t len, const char *expect_
         for (uint32_t p = 0; p < m->n_pages; p++) {
             memcpy(m->pages[p].key.b, buf + r.o, 32);
             memcpy(m->pages[p].content.b, buf + r.o + 32, 16);
-            m->pages[p].n_filled = get_u32(buf + r.o + 48);
+            m->pages[p].n_filled = lm_le_get_u32(buf + r.o + 48);
             r.o += 52;
         }
     }
@@ -630,7 +607,7 @@ lm_status lm_manifest_decode(const uint8_t *buf, size_t len, const char *expect_
                 goto fail;
             }
             for (uint32_t i = 0; i < m->n_vocab; i++) {
-                uint32_t bits = get_u32(buf + r.o + 4 * (size_t)i);
+                uint32_t bits = lm_le_get_u32(buf + r.o + 4 * (size_t)i);
                 memcpy(&m->logits[i], &bits, 4);
             }
             r.o += lbytes;
@@ -676,18 +653,18 @@ size_t lm_page_payload_bytes(const lm_page_header *h) {
 
 void lm_page_header_encode(const lm_page_header *h, uint8_t out[LM_PAGE_HEADER_BYTES]) {
     memcpy(out, PAGE_MAGIC, 8);
-    put_u32(out + 8, LM_STORE_FORMAT_VERSION);
-    put_u32(out + 12, LM_PAGE_HEADER_BYTES);
+    lm_le_put_u32(out + 8, LM_STORE_FORMAT_VERSION);
+    lm_le_put_u32(out + 12, LM_PAGE_HEADER_BYTES);
     memcpy(out + 16, h->key.b, 32);
     memcpy(out + 48, h->content.b, 16);
     memcpy(out + 64, h->kv_id, 32);
-    put_u32(out + 96, h->kv_dtype);
-    put_u32(out + 100, h->page_tokens);
-    put_u32(out + 104, h->n_layer);
-    put_u32(out + 108, h->kv_dim);
-    put_u32(out + 112, h->n_filled);
-    put_u32(out + 116, 0);
-    put_u64(out + 120, XXH3_64bits(out, 120));
+    lm_le_put_u32(out + 96, h->kv_dtype);
+    lm_le_put_u32(out + 100, h->page_tokens);
+    lm_le_put_u32(out + 104, h->n_layer);
+    lm_le_put_u32(out + 108, h->kv_dim);
+    lm_le_put_u32(out + 112, h->n_filled);
+    lm_le_put_u32(out + 116, 0);
+    lm_le_put_u64(out + 120, XXH3_64bits(out, 120));
 }
 
 static lm_status page_field(lm_err *err, const char *field, uint32_t have, uint32_t want) {
@@ -723,19 +700,19 @@ lm_status lm_page_blob_check(const uint8_t *buf, size_t len, const lm_page_heade
         quote((const char *)buf, 8, q, sizeof q);
         return lm_err_set(err, LM_ERR_FORMAT, "page: magic '%s' != '%s'", q, PAGE_MAGIC);
     }
-    uint32_t version = get_u32(buf + 8), hbytes = get_u32(buf + 12);
+    uint32_t version = lm_le_get_u32(buf + 8), hbytes = lm_le_get_u32(buf + 12);
     if (version != LM_STORE_FORMAT_VERSION)
         return lm_err_set(err, LM_ERR_FORMAT, "page: version %u != %d", version,
                           LM_STORE_FORMAT_VERSION);
     if (hbytes != LM_PAGE_HEADER_BYTES)
         return lm_err_set(err, LM_ERR_FORMAT, "page: header bytes %u != %d", hbytes,
                           LM_PAGE_HEADER_BYTES);
-    uint64_t hsum = get_u64(buf + 120), hwant = XXH3_64bits(buf, 120);
+    uint64_t hsum = lm_le_get_u64(buf + 120), hwant = XXH3_64bits(buf, 120);
     if (hsum != hwant)
         return lm_err_set(err, LM_ERR_CORRUPT,
                           "page: header checksum %016llx != %016llx computed over bytes 0..119",
                           (unsigned long long)hsum, (unsigned long long)hwant);
-    uint32_t flags = get_u32(buf + 116);
+    uint32_t flags = lm_le_get_u32(buf + 116);
     if (flags != 0)
         return lm_err_set(err, LM_ERR_FORMAT, "page: flags 0x%x != 0 (reserved)", flags);
     if (memcmp(buf + 16, expect->key.b, 32))
@@ -745,15 +722,15 @@ lm_status lm_page_blob_check(const uint8_t *buf, size_t len, const lm_page_heade
     if (memcmp(buf + 64, expect->kv_id, 32))
         return page_digest(err, "kv_id", buf + 64, expect->kv_id, 32);
     uint32_t v;
-    if ((v = get_u32(buf + 96)) != expect->kv_dtype)
+    if ((v = lm_le_get_u32(buf + 96)) != expect->kv_dtype)
         return page_field(err, "kv_dtype", v, expect->kv_dtype);
-    if ((v = get_u32(buf + 100)) != expect->page_tokens)
+    if ((v = lm_le_get_u32(buf + 100)) != expect->page_tokens)
         return page_field(err, "page_tokens", v, expect->page_tokens);
-    if ((v = get_u32(buf + 104)) != expect->n_layer)
+    if ((v = lm_le_get_u32(buf + 104)) != expect->n_layer)
         return page_field(err, "n_layer", v, expect->n_layer);
-    if ((v = get_u32(buf + 108)) != expect->kv_dim)
+    if ((v = lm_le_get_u32(buf + 108)) != expect->kv_dim)
         return page_field(err, "kv_dim", v, expect->kv_dim);
-    if ((v = get_u32(buf + 112)) != expect->n_filled)
+    if ((v = lm_le_get_u32(buf + 112)) != expect->n_filled)
         return page_field(err, "n_filled", v, expect->n_filled);
     if (len - LM_PAGE_HEADER_BYTES != pbytes)
         return lm_err_set(err, LM_ERR_FORMAT,
