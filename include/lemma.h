@@ -288,6 +288,15 @@ typedef struct lm_vocab lm_vocab;
 lm_status lm_vocab_load(const char *model_path, lm_vocab **out, char *err, size_t err_len);
 void lm_vocab_free(lm_vocab *v);
 
+/* The vocabulary of a loaded model: the one its sessions tokenize and detokenize with
+ * (lm_session_append_text, lm_session_generate), the same as lm_vocab_load on the model's
+ * path gives, built from the file when the model loaded (nothing is parsed again). Usable
+ * with every lm_vocab_* function. Owned by m: valid until lm_model_free(m), never passed to
+ * lm_vocab_free. Immutable like any lm_vocab: any number of threads may use it at once, also
+ * while sessions of m run. NULL when m is NULL, or when the model has no tokenizer lemma can
+ * use (the model then runs on token ids only; lm_session_append_text says why). */
+const lm_vocab *lm_model_vocab(const lm_model *m);
+
 /* Number of token ids (valid ids are 0 .. n-1). */
 size_t lm_vocab_n_tokens(const lm_vocab *v);
 /* Special ids, -1 when the vocabulary has none. */

@@ -10,6 +10,9 @@
  *                template from chat_template.jinja, else tokenizer_config.json "chat_template"
  *                (a string, or a list of {"name", "template"}: "default", and "tool_use" when
  *                tools are given, as transformers picks).
+ * A loaded model builds its vocabulary from the file it already holds open
+ * (lm_vocab_from_gguf / lm_vocab_from_hf_files, text_internal.h): one parse serves the model's
+ * sessions and lm_model_vocab.
  * Template context (what transformers passes): messages, tools (null when none), documents
  * (null), add_generation_prompt, the special-token strings bos_token / eos_token / unk_token /
  * pad_token (from tokenizer_config.json, or the GGUF's special ids), enable_thinking only when
@@ -17,6 +20,7 @@
  */
 #include "lemma.h"
 
+#include "api/text_internal.h"
 #include "core/alloc.h"
 #include "core/file.h"
 #include "core/json.h"
@@ -117,11 +121,8 @@ static lm_status take_template(const char *s, size_t n, const char *what, char *
 
 /* ---- loading ------------------------------------------------------------------------------- */
 
-static lm_status load_gguf(lm_vocab *v, const char *path, lm_err *e) {
-    lm_gguf *g = NULL;
-    lm_status st = lm_gguf_open_file(path, NULL, &g, e);
-    if (st) return st;
-    st = lm_tokenizer_from_gguf(g, &v->tk, e);
+static lm_status fill_gguf(lm_vocab *v, const lm_gguf *g, lm_err *e) {
+    lm_status st = lm_tokenizer_from_gguf(g, &v->tk, e);
     if (!st && lm_gguf_find(g, "tokenizer.chat_template") >= 0) {
         const char *s;
         size_t n;
@@ -141,6 +142,14 @@ static lm_status load_gguf(lm_vocab *v, const char *path, lm_err *e) {
             if (!v->tok_names[i]) st = lm_err_set(e, LM_ERR_NOMEM, "out of memory");
         }
     }
+    return st;
+}
+
+static lm_status load_gguf(lm_vocab *v, const char *path, lm_err *e) {
+    lm_gguf *g = NULL;
+    lm_status st = lm_gguf_open_file(path, NULL, &g, e);
+    if (st) return st;
+    st = fill_gguf(v, g, e);
     lm_gguf_close(g);
     return st;
 }
@@ -205,6 +214,24 @@ done:
     return st;
 }
 
+/* tj: tokenizer.json (required); tc, jj: tokenizer_config.json, chat_template.jinja or NULL. */
+static lm_status fill_hf(lm_vocab *v, const char *tj, const char *tc, const char *jj, lm_err *e) {
+    lm_hf_info info = {LM_HF_NORM_NONE};
+    lm_status st = lm_tokenizer_from_hf_json_ex(tj, tc, &v->tk, &info, e);
+    v->norm = info.norm;
+    if (st) return st;
+    if (jj) {
+        char *text = NULL;
+        size_t len = 0;
+        st = lm_file_read_all(jj, MAX_TEMPLATE_BYTES, &text, &len, e);
+        if (!st) st = take_template(text, len, "chat_template.jinja", &v->chat_template, e);
+        lm_free(text);
+        if (st) return st;
+    }
+    if (tc) st = read_config(v, tc, e);
+    return st;
+}
+
 static lm_status load_hf_dir(lm_vocab *v, const char *dir, lm_err *e) {
     lm_status st = LM_OK;
     char *tj = path_join(dir, "tokenizer.json");
@@ -218,25 +245,45 @@ static lm_status load_hf_dir(lm_vocab *v, const char *dir, lm_err *e) {
         st = lm_err_set(e, LM_ERR_NOT_FOUND, "%s: no tokenizer.json in the model directory", dir);
         goto done;
     }
-    int has_cfg = file_exists(tc);
-    lm_hf_info info = {LM_HF_NORM_NONE};
-    st = lm_tokenizer_from_hf_json_ex(tj, has_cfg ? tc : NULL, &v->tk, &info, e);
-    v->norm = info.norm;
-    if (st) goto done;
-    if (file_exists(jj)) {
-        char *text = NULL;
-        size_t len = 0;
-        st = lm_file_read_all(jj, MAX_TEMPLATE_BYTES, &text, &len, e);
-        if (!st) st = take_template(text, len, "chat_template.jinja", &v->chat_template, e);
-        lm_free(text);
-        if (st) goto done;
-    }
-    if (has_cfg) st = read_config(v, tc, e);
+    st = fill_hf(v, tj, file_exists(tc) ? tc : NULL, file_exists(jj) ? jj : NULL, e);
 done:
     lm_free(tj);
     lm_free(tc);
     lm_free(jj);
     return st;
+}
+
+/* ---- vocabularies of loaded models (text_internal.h) -------------------------------------- */
+
+lm_status lm_vocab_from_gguf(const lm_gguf *g, lm_vocab **out, lm_err *err) {
+    *out = NULL;
+    lm_vocab *v = lm_calloc(1, sizeof *v);
+    if (!v) return lm_err_set(err, LM_ERR_NOMEM, "out of memory");
+    lm_status st = fill_gguf(v, g, err);
+    if (st) {
+        lm_vocab_free(v);
+        return st;
+    }
+    *out = v;
+    return LM_OK;
+}
+
+lm_status lm_vocab_from_hf_files(const char *tokenizer_json, const char *tokenizer_config,
+                                 const char *chat_template_jinja, lm_vocab **out, lm_err *err) {
+    *out = NULL;
+    lm_vocab *v = lm_calloc(1, sizeof *v);
+    if (!v) return lm_err_set(err, LM_ERR_NOMEM, "out of memory");
+    lm_status st = fill_hf(v, tokenizer_json, tokenizer_config, chat_template_jinja, err);
+    if (st) {
+        lm_vocab_free(v);
+        return st;
+    }
+    *out = v;
+    return LM_OK;
+}
+
+const lm_tokenizer *lm_vocab_tokenizer(const lm_vocab *v) {
+    return v ? v->tk : NULL;
 }
 
 lm_status lm_vocab_load(const char *model_path, lm_vocab **out, char *err, size_t err_len) {
@@ -329,6 +376,22 @@ const char *lm_vocab_chat_template(const lm_vocab *v) {
 
 /* ---- tokenize / detokenize ----------------------------------------------------------------- */
 
+lm_status lm_vocab_encode(const lm_vocab *v, const char *text, size_t len, int add_special,
+                          int parse_special, int32_t **ids, size_t *n_ids, lm_err *e) {
+    char *norm = NULL;
+    lm_status st = LM_OK;
+    if (v->norm != LM_HF_NORM_NONE) {
+        /* the tokenizer.json's NFC/NFKC normalizer, which the core does not apply */
+        st = lm_hf_normalize(v->norm, text ? text : "", len, &norm, &len, e);
+        if (st) return st;
+        text = norm;
+    }
+    st = lm_tokenizer_encode(v->tk, text ? text : "", len, add_special != 0, parse_special != 0,
+                             ids, n_ids, e);
+    lm_free(norm);
+    return st;
+}
+
 lm_status lm_vocab_tokenize(const lm_vocab *v, const char *text, size_t len, int add_special,
                             int parse_special, int32_t **ids, size_t *n_ids, char *err,
                             size_t err_len) {
@@ -339,17 +402,7 @@ lm_status lm_vocab_tokenize(const lm_vocab *v, const char *text, size_t len, int
     if (!v || !ids || !n_ids || (!text && len))
         return fail(&e, err, err_len,
                     lm_err_set(&e, LM_ERR_INVALID_ARG, "lm_vocab_tokenize: NULL argument"));
-    char *norm = NULL;
-    lm_status st = LM_OK;
-    if (v->norm != LM_HF_NORM_NONE) {
-        /* the tokenizer.json's NFC/NFKC normalizer, which the core does not apply */
-        st = lm_hf_normalize(v->norm, text ? text : "", len, &norm, &len, &e);
-        if (st) return fail(&e, err, err_len, st);
-        text = norm;
-    }
-    st = lm_tokenizer_encode(v->tk, text ? text : "", len, add_special != 0, parse_special != 0,
-                             ids, n_ids, &e);
-    lm_free(norm);
+    lm_status st = lm_vocab_encode(v, text, len, add_special, parse_special, ids, n_ids, &e);
     if (st) return fail(&e, err, err_len, st);
     return LM_OK;
 }

@@ -177,7 +177,7 @@ static int on_reply_token(void *user, int32_t token, const char *text, size_t le
 
 typedef struct {
     lm_session *s;
-    lm_vocab *v;
+    const lm_vocab *v; /* the model's (lm_model_vocab) */
     strbuf hist;     /* the messages so far, comma-separated JSON objects */
     size_t hist_sys; /* length of hist holding only the system message */
     strbuf done;     /* the text the session's tokens spell (template + replies) */
@@ -427,49 +427,41 @@ static int turn(chat *c, const char *line, size_t len, lm_generate_params *gp, i
 }
 
 int cmd_chat(int argc, char **argv) {
-    const char *model_path = NULL, *system = NULL;
-    int metrics = 0;
-    cli_gen_opts opt;
-    cli_store_opts so = {NULL, NULL};
-    cli_gen_opts_init(&opt);
-    opt.gen.max_tokens = 512;
+    const char *system = NULL;
+    cli_common_opts o;
+    cli_common_opts_init(&o);
+    cli_gen_opts *opt = &o.gen;
+    const cli_store_opts *so = &o.store;
+    opt->gen.max_tokens = 512;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
-        int g = cli_gen_option("chat", &opt, argc, argv, &i);
-        if (g == 0) g = cli_store_option("chat", &so, argc, argv, &i);
-        if (g < 0) return 2;
-        if (g > 0) continue;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+        int g = cli_common_option("chat", &o, argc, argv, &i);
+        if (g == CLI_OPT_HELP) {
             chat_usage(stdout);
             return 0;
-        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-            if (!next) {
-                fprintf(stderr, "lemma chat: %s expects a model path\n", a);
-                return 2;
-            }
-            model_path = next, i++;
-        } else if (!strcmp(a, "--system")) {
+        }
+        if (g < 0) return 2;
+        if (g > 0) continue;
+        if (!strcmp(a, "--system")) {
             if (!next) {
                 fprintf(stderr, "lemma chat: --system expects a text\n");
                 return 2;
             }
             system = next, i++;
-        } else if (!strcmp(a, "--metrics")) {
-            metrics = 1;
         } else {
             fprintf(stderr, "lemma chat: unknown option '%s'\n", a);
             chat_usage(stderr);
             return 2;
         }
     }
-    if (!model_path) {
+    if (!o.model) {
         fprintf(stderr, "lemma chat: -m MODEL is required\n");
         chat_usage(stderr);
         return 2;
     }
-    if (so.session && !cli_session_name_ok("chat", so.session)) return 1;
-    cli_gen_opts_finish(&opt);
-    opt.gen.stop_at_eog = 1;
+    if (so->session && !cli_session_name_ok("chat", so->session)) return 1;
+    cli_gen_opts_finish(opt);
+    opt->gen.stop_at_eog = 1;
 
     char err[512];
     lm_model *m = NULL;
@@ -481,47 +473,44 @@ int cmd_chat(int argc, char **argv) {
     int rc = 1, woken = 0;
     lm_store *store = NULL;
     int tty = isatty(STDIN_FILENO);
-    if (so.session || so.dir) {
+    if (so->session || so->dir) {
         /* before the model: a store that cannot be opened costs no model load */
-        if (!(store = cli_store_open("chat", so.dir))) goto done;
-        opt.session.store = store;
+        if (!(store = cli_store_open("chat", so->dir))) goto done;
+        opt->session.store = store;
     }
-    if (tty) fprintf(stderr, "lemma chat: loading %s...\n", model_path);
-    if (lm_model_load(model_path, &opt.model, &m, err, sizeof err) != LM_OK) {
+    if (tty) fprintf(stderr, "lemma chat: loading %s...\n", o.model);
+    if (lm_model_load(o.model, &opt->model, &m, err, sizeof err) != LM_OK) {
         fprintf(stderr, "lemma chat: %s\n", err);
         goto done;
     }
     /* a bias for a token the model lacks is a usage error, reported before any work */
-    if (!cli_gen_check_vocab("chat", &opt, lm_model_n_vocab(m))) {
+    if (!cli_gen_check_vocab("chat", opt, lm_model_n_vocab(m))) {
         rc = 2;
         goto done;
     }
-    /* the public API gives no lm_vocab of a loaded model: load the same file's vocabulary */
-    if (lm_vocab_load(model_path, &c.v, err, sizeof err) != LM_OK) {
-        fprintf(stderr, "lemma chat: %s\n", err);
-        goto done;
-    }
-    if (so.session) {
-        lm_session_params wp = opt.session;
+    /* the model's own vocabulary: its tokenizer and chat template, parsed once at load */
+    if (!(c.v = cli_model_vocab("chat", m, o.model))) goto done;
+    if (so->session) {
+        lm_session_params wp = opt->session;
         wp.page_tokens = 0; /* the saved page size (a new session gets the default) */
-        if (!opt.ctx_set) wp.n_ctx = 0;
-        if (cli_session_open("chat", m, &wp, store, so.session, &c.s, &woken)) goto done;
+        if (!opt->ctx_set) wp.n_ctx = 0;
+        if (cli_session_open("chat", m, &wp, store, so->session, &c.s, &woken)) goto done;
         size_t n = lm_session_n_tokens(c.s);
         if (woken && n > 0) {
             lm_metrics mt;
             lm_session_metrics(c.s, &mt);
             fprintf(stderr, "lemma chat: resumed %s: %zu tokens (woken in %.1f ms)\n",
-                    so.session, n, mt.wake_ms);
+                    so->session, n, mt.wake_ms);
             if (system)
                 fprintf(stderr, "lemma chat: --system is not applied to a resumed "
                                 "conversation\n");
             c.resume_pending = 1;
-            if (!opt.seed_set) opt.gen.sampling.seed = LM_SEED_CONTINUE;
+            if (!opt->seed_set) opt->gen.sampling.seed = LM_SEED_CONTINUE;
         } else if (tty) {
-            fprintf(stderr, "lemma chat: new session %s in %s\n", so.session,
+            fprintf(stderr, "lemma chat: new session %s in %s\n", so->session,
                     lm_store_dir(store));
         }
-    } else if (lm_session_new(m, &opt.session, &c.s, err, sizeof err) != LM_OK) {
+    } else if (lm_session_new(m, &opt->session, &c.s, err, sizeof err) != LM_OK) {
         fprintf(stderr, "lemma chat: %s\n", err);
         rc = 2; /* -c beyond the model's context */
         goto done;
@@ -551,14 +540,14 @@ int cmd_chat(int argc, char **argv) {
         while (k < (size_t)n && (line[k] == ' ' || line[k] == '\t'))
             k++;
         if (k == (size_t)n) continue; /* blank line */
-        if (turn(&c, line, (size_t)n, &opt.gen, metrics)) goto done;
-        if (so.session) {
+        if (turn(&c, line, (size_t)n, &opt->gen, o.metrics)) goto done;
+        if (so->session) {
             /* one RNG stream per session: later turns continue it (unless --seed) */
-            if (!opt.seed_set) opt.gen.sampling.seed = LM_SEED_CONTINUE;
+            if (!opt->seed_set) opt->gen.sampling.seed = LM_SEED_CONTINUE;
             /* saved after every reply: a crash loses at most the turn in progress */
             if (lm_session_n_tokens(c.s) > 0 &&
-                lm_session_sleep(c.s, store, so.session) != LM_OK) {
-                fprintf(stderr, "lemma chat: saving session '%s': %s\n", so.session,
+                lm_session_sleep(c.s, store, so->session) != LM_OK) {
+                fprintf(stderr, "lemma chat: saving session '%s': %s\n", so->session,
                         lm_session_error(c.s));
                 goto done;
             }
@@ -576,7 +565,6 @@ done:
     free(c.done.p);
     free(c.toks.p);
     lm_session_free(c.s);
-    lm_vocab_free(c.v);
     lm_model_free(m);
     lm_store_close(store);
     return rc;

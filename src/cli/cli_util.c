@@ -205,6 +205,51 @@ int cli_store_option(const char *cmd, cli_store_opts *o, int argc, char **argv, 
     return 1;
 }
 
+/* ---- the options run and chat share ------------------------------------------------------ */
+
+void cli_common_opts_init(cli_common_opts *o) {
+    o->model = NULL;
+    o->metrics = 0;
+    cli_gen_opts_init(&o->gen);
+    o->store.session = NULL;
+    o->store.dir = NULL;
+}
+
+int cli_common_option(const char *cmd, cli_common_opts *o, int argc, char **argv, int *i) {
+    const char *a = argv[*i], *next = *i + 1 < argc ? argv[*i + 1] : NULL;
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) return CLI_OPT_HELP;
+    if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+        if (!next) {
+            fprintf(stderr, "lemma %s: %s expects a model path\n", cmd, a);
+            return -1;
+        }
+        o->model = next;
+        (*i)++;
+        return 1;
+    }
+    if (!strcmp(a, "--metrics")) {
+        o->metrics = 1;
+        return 1;
+    }
+    int g = cli_gen_option(cmd, &o->gen, argc, argv, i);
+    return g != 0 ? g : cli_store_option(cmd, &o->store, argc, argv, i);
+}
+
+const lm_vocab *cli_model_vocab(const char *cmd, const lm_model *m, const char *path) {
+    const lm_vocab *v = lm_model_vocab(m);
+    if (v) return v;
+    char err[512];
+    lm_vocab *lv = NULL;
+    if (lm_vocab_load(path, &lv, err, sizeof err) != LM_OK)
+        fprintf(stderr, "lemma %s: %s\n", cmd, err);
+    else
+        fprintf(stderr, "lemma %s: %s: the tokenizer does not fit the model (%zu tokens, %d "
+                        "embedding rows)\n",
+                cmd, path, lm_vocab_n_tokens(lv), lm_model_n_vocab(m));
+    lm_vocab_free(lv);
+    return NULL;
+}
+
 int cli_session_name_ok(const char *cmd, const char *name) {
     size_t n = name ? strlen(name) : 0;
     int ok = n >= 1 && n <= 128 && name[0] != '.' && !strstr(name, "..");

@@ -1,8 +1,8 @@
 /*
  * cli_util.h — what every lemma subcommand needs the same way: strict number parsing of
- * option values, reading a whole input file (or stdin), the generation options and the
- * durable-session options (--session / --store) of `run` and `chat`, each reporting its own
- * error on stderr as "lemma CMD: ...". Uses only the C library and include/lemma.h.
+ * option values, reading a whole input file (or stdin), the options `run` and `chat` share
+ * (model, help, metrics, generation, durable sessions: cli_common_option), each reporting its
+ * own error on stderr as "lemma CMD: ...". Uses only the C library and include/lemma.h.
  */
 #ifndef LM_CLI_UTIL_H
 #define LM_CLI_UTIL_H
@@ -68,6 +68,31 @@ int cli_store_option(const char *cmd, cli_store_opts *o, int argc, char **argv, 
  * starting with '.', no ".."); else prints "lemma CMD: bad session name ..." and returns 0.
  * The library checks again; this only lets the CLI refuse before loading a model. */
 int cli_session_name_ok(const char *cmd, const char *name);
+
+/* ---- the options `run` and `chat` share ------------------------------------------------ */
+
+typedef struct cli_common_opts {
+    const char *model;    /* -m / --model MODEL; NULL = not given */
+    int metrics;          /* --metrics */
+    cli_gen_opts gen;     /* the generation options (cli_gen_option) */
+    cli_store_opts store; /* --session / --store (cli_store_option) */
+} cli_common_opts;
+
+/* Defaults: no model, no metrics, cli_gen_opts_init, no session or store. */
+void cli_common_opts_init(cli_common_opts *o);
+
+/* cli_common_option's answer to -h / --help: the caller prints its usage to stdout, exits 0. */
+#define CLI_OPT_HELP 2
+/* If argv[*i] is -h / --help (CLI_OPT_HELP), -m / --model MODEL, --metrics, a generation
+ * option or a store option, consumes it and its value (advancing *i) and returns 1 (or
+ * CLI_OPT_HELP); 0 when it is none of them; -1 after printing why its value is wrong or
+ * missing (a usage error: exit 2). */
+int cli_common_option(const char *cmd, cli_common_opts *o, int argc, char **argv, int *i);
+
+/* The vocabulary of the loaded model m (lm_model_vocab), loaded from path. When m has none,
+ * prints why ("lemma CMD: ..."; the reason is what lm_vocab_load says of path, read only on
+ * this path) and returns NULL. */
+const lm_vocab *cli_model_vocab(const char *cmd, const lm_model *m, const char *path);
 
 /* Opens the store dir (NULL = default). NULL after printing the reason. */
 lm_store *cli_store_open(const char *cmd, const char *dir);

@@ -119,7 +119,6 @@ int cmd_perplexity(int argc, char **argv) {
 
     char err[512];
     lm_model *m = NULL;
-    lm_vocab *voc = NULL;
     lm_session *s = NULL;
     int32_t *ids = NULL;
     size_t n_ids = 0, text_len = 0;
@@ -136,11 +135,9 @@ int cmd_perplexity(int argc, char **argv) {
         rc = 2;
         goto done;
     }
-    /* the public API gives no lm_vocab of a loaded model: load the same file's vocabulary */
-    if (lm_vocab_load(model_path, &voc, err, sizeof err) != LM_OK) {
-        fprintf(stderr, "lemma perplexity: %s\n", err);
-        goto done;
-    }
+    /* the model's own vocabulary, parsed once at load */
+    const lm_vocab *voc = cli_model_vocab("perplexity", m, model_path);
+    if (!voc) goto done;
     if (lm_vocab_tokenize(voc, text, text_len, 1, 0, &ids, &n_ids, err, sizeof err) != LM_OK) {
         fprintf(stderr, "lemma perplexity: tokenize: %s\n", err);
         goto done;
@@ -200,7 +197,6 @@ done:
     free(text);
     lm_free_tokens(ids);
     lm_session_free(s);
-    lm_vocab_free(voc);
     lm_model_free(m);
     return rc;
 }

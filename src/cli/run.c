@@ -74,79 +74,75 @@ static int print_token(void *user, int32_t token, const char *text, size_t len) 
 }
 
 int cmd_run(int argc, char **argv) {
-    const char *model_path = NULL, *prompt = NULL;
-    int chat = 0, metrics = 0;
-    cli_gen_opts opt;
-    cli_store_opts so = {NULL, NULL};
-    cli_gen_opts_init(&opt);
+    const char *prompt = NULL;
+    int chat = 0;
+    cli_common_opts o;
+    cli_common_opts_init(&o);
+    cli_gen_opts *opt = &o.gen;
+    const cli_store_opts *so = &o.store;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
-        int g = cli_gen_option("run", &opt, argc, argv, &i);
-        if (g == 0) g = cli_store_option("run", &so, argc, argv, &i);
-        if (g < 0) return 2;
-        if (g > 0) continue;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+        int g = cli_common_option("run", &o, argc, argv, &i);
+        if (g == CLI_OPT_HELP) {
             run_usage(stdout);
             return 0;
-        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-            model_path = next, i++;
-        } else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
+        }
+        if (g < 0) return 2;
+        if (g > 0) continue;
+        if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
             prompt = next, i++;
         } else if (!strcmp(a, "--chat")) {
             chat = 1;
-        } else if (!strcmp(a, "--metrics")) {
-            metrics = 1;
         } else {
             fprintf(stderr, "lemma run: unknown option '%s'\n", a);
             run_usage(stderr);
             return 2;
         }
     }
-    if (!model_path || (!prompt && !so.session)) {
+    if (!o.model || (!prompt && !so->session)) {
         fprintf(stderr, "lemma run: -m MODEL and -p PROMPT (or --session NAME) are required\n");
         run_usage(stderr);
         return 2;
     }
-    if (so.session && !cli_session_name_ok("run", so.session)) return 1;
-    cli_gen_opts_finish(&opt);
-    opt.gen.on_token = print_token;
+    if (so->session && !cli_session_name_ok("run", so->session)) return 1;
+    cli_gen_opts_finish(opt);
+    opt->gen.on_token = print_token;
 
     char err[512];
     lm_model *m = NULL;
     lm_session *s = NULL;
     lm_store *store = NULL;
-    lm_vocab *v = NULL;
     char *wrapped = NULL, *cont = NULL; /* lm_free_string / free */
     int rc = 1, woken = 0;
-    if (so.session || so.dir) {
+    if (so->session || so->dir) {
         /* before the model: a store that cannot be opened costs no model load */
-        if (!(store = cli_store_open("run", so.dir))) goto done;
-        opt.session.store = store;
+        if (!(store = cli_store_open("run", so->dir))) goto done;
+        opt->session.store = store;
     }
-    if (lm_model_load(model_path, &opt.model, &m, err, sizeof err) != LM_OK) {
+    if (lm_model_load(o.model, &opt->model, &m, err, sizeof err) != LM_OK) {
         fprintf(stderr, "lemma run: %s\n", err);
         goto done;
     }
     /* a bias for a token the model lacks is a usage error, reported before any work */
-    if (!cli_gen_check_vocab("run", &opt, lm_model_n_vocab(m))) {
+    if (!cli_gen_check_vocab("run", opt, lm_model_n_vocab(m))) {
         rc = 2;
         goto done;
     }
-    if (so.session) {
-        lm_session_params wp = opt.session;
+    if (so->session) {
+        lm_session_params wp = opt->session;
         wp.page_tokens = 0; /* the saved page size (a new session gets the default) */
-        if (!opt.ctx_set) wp.n_ctx = 0;
-        if ((rc = cli_session_open("run", m, &wp, store, so.session, &s, &woken)) != 0)
+        if (!opt->ctx_set) wp.n_ctx = 0;
+        if ((rc = cli_session_open("run", m, &wp, store, so->session, &s, &woken)) != 0)
             goto done;
         rc = 1;
         if (!woken && (!prompt || !*prompt)) {
             fprintf(stderr, "lemma run: no session '%s' in %s; give -p PROMPT to start it\n",
-                    so.session, lm_store_dir(store));
+                    so->session, lm_store_dir(store));
             goto done;
         }
-        if (woken && lm_session_n_tokens(s) > 0 && !opt.seed_set)
-            opt.gen.sampling.seed = LM_SEED_CONTINUE;
-    } else if (lm_session_new(m, &opt.session, &s, err, sizeof err) != LM_OK) {
+        if (woken && lm_session_n_tokens(s) > 0 && !opt->seed_set)
+            opt->gen.sampling.seed = LM_SEED_CONTINUE;
+    } else if (lm_session_new(m, &opt->session, &s, err, sizeof err) != LM_OK) {
         fprintf(stderr, "lemma run: %s\n", err);
         rc = 2;
         goto done;
@@ -161,11 +157,8 @@ int cmd_run(int argc, char **argv) {
             }
         } else {
             /* only what one more user turn adds after the saved reply */
-            if (lm_vocab_load(model_path, &v, err, sizeof err) != LM_OK) {
-                fprintf(stderr, "lemma run: %s\n", err);
-                goto done;
-            }
-            if (cli_chat_continuation("run", v, prompt, strlen(prompt), &cont)) goto done;
+            const lm_vocab *v = cli_model_vocab("run", m, o.model);
+            if (!v || cli_chat_continuation("run", v, prompt, strlen(prompt), &cont)) goto done;
         }
         text = fresh ? wrapped : cont;
     }
@@ -174,7 +167,7 @@ int cmd_run(int argc, char **argv) {
      * again. */
     lm_status st = LM_OK;
     if (*text || fresh) st = lm_session_append_text(s, text, strlen(text), !chat && fresh, 1);
-    if (st == LM_OK) st = lm_session_generate(s, &opt.gen);
+    if (st == LM_OK) st = lm_session_generate(s, &opt->gen);
     if (st != LM_OK) {
         fflush(stdout);
         fprintf(stderr, "lemma run: %s\n", lm_session_error(s));
@@ -183,13 +176,13 @@ int cmd_run(int argc, char **argv) {
     }
     fprintf(stdout, "\n");
     fflush(stdout);
-    if (so.session && lm_session_sleep(s, store, so.session) != LM_OK) {
-        fprintf(stderr, "lemma run: saving session '%s': %s\n", so.session,
+    if (so->session && lm_session_sleep(s, store, so->session) != LM_OK) {
+        fprintf(stderr, "lemma run: saving session '%s': %s\n", so->session,
                 lm_session_error(s));
         goto done;
     }
     rc = 0;
-    if (metrics) {
+    if (o.metrics) {
         lm_metrics mt;
         lm_session_metrics(s, &mt);
         fprintf(stderr,
@@ -205,7 +198,6 @@ int cmd_run(int argc, char **argv) {
 done:
     lm_free_string(wrapped);
     free(cont);
-    lm_vocab_free(v);
     lm_session_free(s);
     lm_model_free(m);
     lm_store_close(store);

@@ -4,12 +4,12 @@
  */
 #include "engine/engine_internal.h"
 
+#include "api/text_internal.h"
 #include "core/alloc.h"
 #include "core/file.h"
 #include "core/model_path.h"
 #include "engine/identity.h"
 #include "template/template.h"
-#include "tokenizer/hf_tokenizer.h"
 
 #include <jansson.h>
 #include <string.h>
@@ -40,7 +40,7 @@ void lm_model_free(lm_model *m) {
     pthread_mutex_destroy(&m->lock);
     lm_free(m->path);
     lm_backend_free(m->be);
-    lm_tokenizer_free(m->tok);
+    lm_vocab_free(m->vocab);
     lm_arch_free(&m->arch);
     lm_gguf_close(m->gguf);
     lm_hf_close(m->hf);
@@ -50,16 +50,25 @@ void lm_model_free(lm_model *m) {
 
 /* The tokenizer is needed for text in and out, not for token-level use: a model whose
  * vocabulary lemma cannot build still runs on token ids, and text calls report why. */
-static void check_tokenizer(lm_model *m) {
-    if (m->tok && lm_tokenizer_n_vocab(m->tok) > (size_t)m->arch.hp.n_vocab) {
+static void set_vocab(lm_model *m, lm_status st, lm_vocab *v, const lm_err *terr) {
+    if (st != LM_OK) {
+        snprintf(m->tok_error, sizeof m->tok_error, "%s", terr->msg);
+        return;
+    }
+    if (lm_tokenizer_n_vocab(lm_vocab_tokenizer(v)) > (size_t)m->arch.hp.n_vocab) {
         snprintf(m->tok_error, sizeof m->tok_error,
                  "tokenizer has %zu tokens, the model's embedding %d rows",
-                 lm_tokenizer_n_vocab(m->tok), m->arch.hp.n_vocab);
-        lm_tokenizer_free(m->tok);
-        m->tok = NULL;
+                 lm_tokenizer_n_vocab(lm_vocab_tokenizer(v)), m->arch.hp.n_vocab);
+        lm_vocab_free(v);
+        return;
     }
+    m->vocab = v;
+    m->tok = lm_vocab_tokenizer(v);
 }
 
+/* A GGUF file: the vocabulary from its tokenizer.* keys (api/text.c, from the file already
+ * open here); the chat template is read on its own, so that the model's identity has it even
+ * when the tokenizer cannot be built. */
 static lm_status load_gguf(lm_model *m, const char *path, lm_err *err) {
     lm_status s;
     if ((s = lm_gguf_open_file(path, NULL, &m->gguf, err))) return s;
@@ -71,11 +80,9 @@ static lm_status load_gguf(lm_model *m, const char *path, lm_err *err) {
 
     lm_err terr;
     lm_err_clear(&terr);
-    if (lm_tokenizer_from_gguf(m->gguf, &m->tok, &terr) != LM_OK) {
-        m->tok = NULL;
-        snprintf(m->tok_error, sizeof m->tok_error, "%s", terr.msg);
-    }
-    check_tokenizer(m);
+    lm_vocab *v = NULL;
+    lm_status vs = lm_vocab_from_gguf(m->gguf, &v, &terr);
+    set_vocab(m, vs, v, &terr);
     const char *tpl;
     size_t tl;
     if (lm_gguf_find(m->gguf, "tokenizer.chat_template") >= 0 &&
@@ -86,9 +93,9 @@ static lm_status load_gguf(lm_model *m, const char *path, lm_err *err) {
     return LM_OK;
 }
 
-/* A Hugging Face directory: weights from config.json + safetensors (model/bind_hf.c), the
- * tokenizer from tokenizer.json (+ tokenizer_config.json), the chat template as the text API
- * finds it (chat_template.jinja, else tokenizer_config.json: lm_vocab_load). */
+/* A Hugging Face directory: weights from config.json + safetensors (model/bind_hf.c); the
+ * vocabulary (tokenizer.json + tokenizer_config.json, the chat template from
+ * chat_template.jinja, else tokenizer_config.json) parsed once, as lm_vocab_load does. */
 static lm_status load_hf(lm_model *m, const char *dir, lm_err *err) {
     lm_status s;
     if ((s = lm_hf_open(dir, &m->hf, err))) return s;
@@ -101,21 +108,15 @@ static lm_status load_hf(lm_model *m, const char *dir, lm_err *err) {
     }
     lm_err terr;
     lm_err_clear(&terr);
-    if (lm_tokenizer_from_hf_json(tj, lm_hf_tokenizer_config_path(m->hf), &m->tok, &terr) !=
-        LM_OK) {
-        m->tok = NULL;
-        snprintf(m->tok_error, sizeof m->tok_error, "%s", terr.msg);
-        return LM_OK;
-    }
-    check_tokenizer(m);
     lm_vocab *v = NULL;
-    char verr[64];
-    if (lm_vocab_load(dir, &v, verr, sizeof verr) == LM_OK) {
-        const char *tpl = lm_vocab_chat_template(v);
-        if (tpl) m->chat_template = lm_strdup(tpl);
+    lm_status vs = lm_vocab_from_hf_files(tj, lm_hf_tokenizer_config_path(m->hf),
+                                          lm_hf_chat_template_path(m->hf), &v, &terr);
+    const char *tpl = vs == LM_OK ? lm_vocab_chat_template(v) : NULL;
+    if (tpl && !(m->chat_template = lm_strdup(tpl))) {
         lm_vocab_free(v);
-        if (tpl && !m->chat_template) return lm_err_set(err, LM_ERR_NOMEM, "model: chat template");
+        return lm_err_set(err, LM_ERR_NOMEM, "model: chat template");
     }
+    set_vocab(m, vs, v, &terr);
     return LM_OK;
 }
 
@@ -189,6 +190,8 @@ const char *lm_model_arch(const lm_model *m) { return m ? m->arch_name : ""; }
 int lm_model_token_is_eog(const lm_model *m, int32_t token) {
     return m && m->tok && lm_tokenizer_is_eog(m->tok, token);
 }
+
+const lm_vocab *lm_model_vocab(const lm_model *m) { return m ? m->vocab : NULL; }
 
 lm_status lm_engine_pool(lm_model *m, int32_t page_tokens, lm_kv_pool **out, lm_err *err) {
     lm_status st = LM_OK;
@@ -552,13 +555,13 @@ lm_status lm_session_append_text(lm_session *s, const char *text, size_t len, in
                                  int parse_special) {
     if (!s) return LM_ERR_INVALID_ARG;
     lm_err_clear(&s->err);
-    if (!s->model->tok)
+    if (!s->model->vocab)
         return lm_err_set(&s->err, LM_ERR_UNSUPPORTED, "no tokenizer: %s", s->model->tok_error);
     if (!text && len) return lm_err_set(&s->err, LM_ERR_INVALID_ARG, "append: text is NULL");
     int32_t *ids = NULL;
     size_t n = 0;
-    lm_status st = lm_tokenizer_encode(s->model->tok, text ? text : "", len, add_special,
-                                       parse_special, &ids, &n, &s->err);
+    lm_status st = lm_vocab_encode(s->model->vocab, text, len, add_special, parse_special, &ids,
+                                   &n, &s->err);
     if (st != LM_OK) return st;
     st = lm_session_append_tokens(s, ids, n);
     lm_free(ids);

@@ -2,9 +2,11 @@
  * engine_internal.h — the model and session objects behind include/lemma.h, shared by the
  * engine's files: engine.c (load, append, generate), session_store.c (sleep, wake, fork).
  *
- * A model owns the mapped GGUF file or HF directory, the bound architecture, the tokenizer,
- * the chat template, a CPU backend, its identity (computed once, on first need) and one KV page
- * pool per page size (created on first need, shared by all its sessions: the prefix cache).
+ * A model owns the mapped GGUF file or HF directory, the bound architecture, its vocabulary
+ * (tokenizer + chat template + special-token strings, built once from the open file by
+ * api/text.c; its sessions tokenize through it and lm_model_vocab hands it out), a CPU
+ * backend, its identity (computed once, on first need) and one KV page pool per page size
+ * (created on first need, shared by all its sessions: the prefix cache).
  * A session owns a page table in its model's pool, forward buffers, the token history, the
  * last logits (host copy) and its RNG stream.
  *
@@ -36,9 +38,12 @@ struct lm_model {
     lm_gguf *gguf;          /* the model file, or */
     lm_hf *hf;              /* the Hugging Face directory */
     lm_arch_model arch;
-    lm_tokenizer *tok;      /* NULL when the file's tokenizer could not be built */
+    lm_vocab *vocab;        /* NULL when the file's tokenizer could not be built or does not
+                               fit the model (tok_error says why) */
+    const lm_tokenizer *tok; /* vocab's tokenizer (owned by vocab), NULL with it */
     char tok_error[LM_ERR_MSG_MAX];
-    char *chat_template;    /* NUL-terminated copy, NULL if none */
+    char *chat_template;    /* NUL-terminated copy, NULL if none; part of the identity, kept
+                               even when the tokenizer is unusable */
     char arch_name[32];
     char desc[LM_MODEL_DESC_MAX + 1]; /* "arch, file name" for messages and manifests */
     char *path;             /* the file or directory loaded (short names resolved) */
