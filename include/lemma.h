@@ -62,6 +62,35 @@ void lm_model_file_close(lm_model_file *f);
 char *lm_model_file_describe(const lm_model_file *f, int json);
 void lm_free_string(char *s);
 
+/* Converting a GGUF model to another tensor type, as llama-quantize does for a single-type file
+ * (`lemma quantize`; the rules: docs/formats/gguf.md, "Converting"). Every metadata key is
+ * kept except general.file_type; 2-D weights become the target type, or a fallback where their
+ * rows do not fit its blocks; 1-D tensors become f32. The output is written atomically and is
+ * the same bytes for the same input and type, whatever the thread count. */
+typedef int (*lm_quantize_progress_fn)(void *user, uint64_t tensors_done, uint64_t n_tensors,
+                                       uint64_t bytes_done, uint64_t bytes_total);
+typedef struct lm_quantize_params {
+    const char *type;          /* target type, case-insensitive: one of lm_quantize_type(i) */
+    int32_t n_threads;         /* 0 = all online CPUs */
+    int allow_requantize;      /* 1: quantized tensors may become another quantized type
+                                  (accuracy is lost twice); 0: that is an error */
+    lm_quantize_progress_fn progress; /* may be NULL; non-zero return = stop (LM_ERR_ABORTED) */
+    void *progress_user;
+} lm_quantize_params;
+typedef struct lm_quantize_stats {
+    uint64_t n_tensors, n_copied, n_converted, n_fallback; /* tensors: all / byte copies /
+                                                              converted / given a fallback type */
+    uint64_t in_bytes, out_bytes;                          /* file sizes */
+} lm_quantize_stats;
+lm_quantize_params lm_quantize_default_params(void); /* type "f32", all CPUs */
+/* The i-th target type name ("f32", "f16", "bf16", "q8_0", ...), NULL past the last. */
+const char *lm_quantize_type(size_t i);
+/* Converts in_path to out_path. An unknown type or in == out is LM_ERR_INVALID_ARG; stats may
+ * be NULL. On failure nothing is left at out_path (an existing file there is unchanged). */
+lm_status lm_model_quantize(const char *in_path, const char *out_path,
+                            const lm_quantize_params *params, lm_quantize_stats *stats, char *err,
+                            size_t err_len);
+
 /* =======================================================================================
  * Engine: load a model, run sessions, generate. (src/engine/; see docs/engine.md)
  *

@@ -13,6 +13,7 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
 int cmd_template(int argc, char **argv);
 int cmd_session(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -39,6 +40,9 @@ static void usage(FILE *f) {
             "  template -m MODEL --messages F.json [--add-generation-prompt] [--tools F.json]\n"
             "           [--enable-thinking|--disable-thinking]\n"
             "                           render the model's chat template\n"
+            "  quantize IN.gguf OUT.gguf TYPE [-t T]\n"
+            "                           convert a GGUF model to another tensor type (f32, f16,\n"
+            "                           q8_0, q4_K, ...; see lemma quantize -h)\n"
             "  version                  print the version\n",
             lm_version());
 }
@@ -58,6 +62,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "detokenize")) return cmd_detokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "template")) return cmd_template(argc - 1, argv + 1);
     if (!strcmp(cmd, "session")) return cmd_session(argc - 1, argv + 1);
+    if (!strcmp(cmd, "quantize")) return cmd_quantize(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("lemma %s\n", lm_version());
         return 0;

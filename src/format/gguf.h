@@ -233,6 +233,19 @@ lm_status lm_gguf_set_warr(lm_gguf_writer *w, const char *key, lm_gguf_warr *a, 
 lm_status lm_gguf_add_tensor(lm_gguf_writer *w, const char *name, lm_dtype dtype, uint32_t n_dims,
                              const uint64_t *ne, const void *data, uint64_t nbytes, lm_err *err);
 
+/* Tensors whose bytes are produced while the file is written (streaming conversion). */
+typedef struct lm_gguf_stream lm_gguf_stream;
+/* Must push exactly the tensor's nbytes through lm_gguf_stream_write, in order, and return
+ * LM_OK; any other status stops the write (lm_gguf_write_file then removes its temp file). */
+typedef lm_status (*lm_gguf_tensor_fn)(void *user, lm_gguf_stream *out, lm_err *err);
+/* As lm_gguf_add_tensor, with data produced by fn(user, ...) when the file is written (once
+ * per lm_gguf_write_file / lm_gguf_write_buffer call). */
+lm_status lm_gguf_add_tensor_fn(lm_gguf_writer *w, const char *name, lm_dtype dtype,
+                                uint32_t n_dims, const uint64_t *ne, uint64_t nbytes,
+                                lm_gguf_tensor_fn fn, void *user, lm_err *err);
+/* Appends n bytes of the current tensor; more than its size is LM_ERR_INTERNAL. */
+lm_status lm_gguf_stream_write(lm_gguf_stream *out, const void *p, uint64_t n, lm_err *err);
+
 /* Atomic: PATH.tmp.<pid> written and fsynced, renamed over PATH, directory fsynced. */
 lm_status lm_gguf_write_file(const lm_gguf_writer *w, const char *path, lm_err *err);
 /* The whole file in one lm_malloc'd buffer (lm_free). */

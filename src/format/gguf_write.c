@@ -16,6 +16,9 @@
  * type, dims >= 1 and nbytes equal to its dtype size. Values are encoded at set time (so the
  * writer owns no caller memory for metadata); tensor data is referenced, not copied, and
  * streamed to the file at write time, so writing a large model needs no second copy of it.
+ * A tensor added with lm_gguf_add_tensor_fn has no data at all until the write: its producer
+ * pushes exactly nbytes through lm_gguf_stream_write then (how lm_gguf_convert streams a
+ * converted model without holding it in memory).
  */
 #include "format/gguf.h"
 
@@ -53,6 +56,8 @@ typedef struct wtensor {
     uint64_t ne[LM_MAX_DIMS];
     const void *data;
     uint64_t nbytes;
+    lm_gguf_tensor_fn fn; /* non-NULL: data is produced at write time by fn(fn_user, ...) */
+    void *fn_user;
 } wtensor;
 
 struct lm_gguf_writer {
@@ -443,6 +448,21 @@ lm_status lm_gguf_add_tensor(lm_gguf_writer *w, const char *name, lm_dtype dtype
     return LM_OK;
 }
 
+lm_status lm_gguf_add_tensor_fn(lm_gguf_writer *w, const char *name, lm_dtype dtype,
+                                uint32_t n_dims, const uint64_t *ne, uint64_t nbytes,
+                                lm_gguf_tensor_fn fn, void *user, lm_err *err) {
+    static const uint8_t placeholder; /* passes add_tensor's data check; never read */
+    if (!fn)
+        return lm_err_set(err, LM_ERR_INVALID_ARG, "gguf writer: tensor '%s': NULL producer",
+                          name ? name : "");
+    lm_status st = lm_gguf_add_tensor(w, name, dtype, n_dims, ne, &placeholder, nbytes, err);
+    if (st != LM_OK) return st;
+    w->t[w->n_t - 1].data = NULL;
+    w->t[w->n_t - 1].fn = fn;
+    w->t[w->n_t - 1].fn_user = user;
+    return LM_OK;
+}
+
 /* ---------------------------------------------------------------------------------------
  * output: a sink is either a fixed memory buffer or a file descriptor with a write buffer
  * ------------------------------------------------------------------------------------ */
@@ -502,6 +522,44 @@ static lm_status sink_zeros(sink *s, uint64_t n, lm_err *err) {
         n -= k;
     }
     return LM_OK;
+}
+
+/* Puts n bytes, writing large runs straight from p to the file (no copy through buf). */
+static lm_status sink_put_large(sink *s, const void *p, uint64_t n, lm_err *err) {
+    if (s->fd < 0 || n < sizeof s->buf) return sink_put(s, p, n, err);
+    if (n > s->cap - s->pos)
+        return lm_err_set(err, LM_ERR_INTERNAL, "gguf writer: output larger than computed");
+    lm_status st = sink_flush(s, err);
+    if (st != LM_OK) return st;
+    const uint8_t *q = p;
+    while (n) {
+        size_t k = n > (1u << 30) ? (1u << 30) : (size_t)n;
+        ssize_t m = write(s->fd, q, k);
+        if (m < 0 && errno == EINTR) continue;
+        if (m <= 0) return lm_err_set(err, LM_ERR_IO, "%s: write: %s", s->path, strerror(errno));
+        q += m;
+        n -= (uint64_t)m;
+        s->pos += (uint64_t)m;
+    }
+    return LM_OK;
+}
+
+/* What a tensor producer writes through: the sink and what is left of its tensor's bytes. */
+struct lm_gguf_stream {
+    sink *s;
+    uint64_t left;
+    const char *name;
+};
+
+lm_status lm_gguf_stream_write(lm_gguf_stream *out, const void *p, uint64_t n, lm_err *err) {
+    if (n > out->left)
+        return lm_err_set(err, LM_ERR_INTERNAL,
+                          "gguf writer: tensor '%s': producer wrote %" PRIu64
+                          " bytes past its size",
+                          out->name, n - out->left);
+    lm_status st = sink_put_large(out->s, p, n, err);
+    if (st == LM_OK) out->left -= n;
+    return st;
 }
 
 /* Header bytes (before padding) and total file size. */
@@ -566,25 +624,16 @@ static lm_status emit(const lm_gguf_writer *w, sink *s, uint64_t header, lm_err 
         const wtensor *t = &w->t[i];
         uint64_t padded = t->nbytes;
         lm_pad_u64(t->nbytes, w->alignment, &padded);
-        if (s->fd >= 0 && t->nbytes >= sizeof s->buf) {
-            /* big tensors go straight from the caller's memory to the file */
-            if ((st = sink_flush(s, err)) != LM_OK) return st;
-            const uint8_t *p = t->data;
-            uint64_t left = t->nbytes;
-            if (left > s->cap - s->pos)
-                return lm_err_set(err, LM_ERR_INTERNAL, "gguf writer: output larger than computed");
-            while (left) {
-                size_t k = left > (1u << 30) ? (1u << 30) : (size_t)left;
-                ssize_t n = write(s->fd, p, k);
-                if (n < 0 && errno == EINTR) continue;
-                if (n <= 0)
-                    return lm_err_set(err, LM_ERR_IO, "%s: write: %s", s->path, strerror(errno));
-                p += n;
-                left -= (uint64_t)n;
-                s->pos += (uint64_t)n;
-            }
-        } else {
-            PUT(t->data, t->nbytes);
+        if (t->fn) {
+            lm_gguf_stream out = {s, t->nbytes, t->name};
+            if ((st = t->fn(t->fn_user, &out, err)) != LM_OK) return st;
+            if (out.left)
+                return lm_err_set(err, LM_ERR_INTERNAL,
+                                  "gguf writer: tensor '%s': producer wrote %" PRIu64 " of %" PRIu64
+                                  " bytes",
+                                  t->name, t->nbytes - out.left, t->nbytes);
+        } else if ((st = sink_put_large(s, t->data, t->nbytes, err)) != LM_OK) {
+            return st; /* (big tensors go straight from the caller's memory to the file) */
         }
         if ((st = sink_zeros(s, padded - t->nbytes, err)) != LM_OK) return st;
     }
