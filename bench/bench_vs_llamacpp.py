@@ -9,6 +9,12 @@ in one invocation (issue: CPU engine performance). Prints one JSON document.
     python3 -m venv /tmp/lcp && /tmp/lcp/bin/pip install llama-cpp-python==0.3.36
     /tmp/lcp/bin/python bench/bench_vs_llamacpp.py --peer llama-cpp-python [...]
 
+    # or a native llama-bench you built yourself (not part of lemma), e.g. from the llama.cpp
+    # sources inside that same sdist (vendor/llama.cpp):
+    #   cmake -B build -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON && \
+    #   cmake --build build -j --target llama-bench
+    python3 bench/bench_vs_llamacpp.py --peer llama-bench --llama-bench PATH/llama-bench [...]
+
 llama-cpp-python: Llama(n_ctx 1024, n_batch = n_ubatch = 512, flash attention off, the given
 threads); pp512 = time of eval() of 512 random tokens after reset(); tg128 = 128 single-token
 eval() calls after a 1-token prompt (fixed random tokens, no sampling), timed together; the
@@ -104,28 +110,49 @@ def llamacpp_bench(model, threads, reps, fa_auto):
             "tg128": statistics.mean(tg), "tg128_sd": sd(tg)}
 
 
+def llama_bench_native(binary, model, threads, reps):
+    """llama.cpp's own benchmark tool: the same pp512/tg128 definitions as lemma bench
+    (random tokens, one warm-up run, then REPS timed runs), flash attention off."""
+    out = subprocess.run([binary, "-m", model, "-p", "512", "-n", "128", "-t", str(threads),
+                          "-r", str(reps), "-fa", "0", "-o", "json"],
+                         check=True, capture_output=True, text=True).stdout
+    res = {}
+    for r in json.loads(out):
+        key = "pp512" if r["n_prompt"] == 512 and r["n_gen"] == 0 else "tg128"
+        res[key], res[key + "_sd"] = r["avg_ts"], r["stddev_ts"]
+    return res
+
+
 def main():
     args = sys.argv[1:]
-    threads, reps, fa_auto, models, peer = [1, 2], 3, False, [], "xllamacpp"
+    threads, reps, fa_auto, models, peer, lb = [1, 2], 3, False, [], "xllamacpp", None
     while args:
         a = args.pop(0)
         if a == "--threads": threads = [int(x) for x in args.pop(0).split(",")]
         elif a == "--reps": reps = int(args.pop(0))
         elif a == "--fa-auto": fa_auto = True
         elif a == "--peer": peer = args.pop(0)
+        elif a == "--llama-bench": lb = args.pop(0)
         else: models.append(a)
     rows = []
     for model in models or MODELS:
         for t in threads:
             lm = lemma_bench(model, t, reps)
-            lc = (lcp_bench(model, t, reps) if peer == "llama-cpp-python"
-                  else llamacpp_bench(model, t, reps, fa_auto))
+            if peer == "llama-bench":
+                lc = llama_bench_native(lb, model, t, reps)
+            elif peer == "llama-cpp-python":
+                lc = lcp_bench(model, t, reps)
+            else:
+                lc = llamacpp_bench(model, t, reps, fa_auto)
             rows.append({"model": model.split("/")[-1], "threads": t, "lemma": lm,
                          "llama.cpp": lc,
                          "pp_ratio": round(lm["pp512"] / lc["pp512"], 3),
                          "tg_ratio": round(lm["tg128"] / lc["tg128"], 3)})
             print(json.dumps(rows[-1]), file=sys.stderr)
-    if peer == "llama-cpp-python":
+    if peer == "llama-bench":
+        ver = subprocess.run([lb, "--version"], capture_output=True, text=True)
+        name = "native llama-bench, " + (ver.stdout + ver.stderr).strip().replace("\n", "; ")
+    elif peer == "llama-cpp-python":
         import llama_cpp
         name = "llama-cpp-python " + llama_cpp.__version__ + ", compiled on this machine"
     else:
