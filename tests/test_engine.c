@@ -164,8 +164,8 @@ static void test_kv_pages(void) {
 static void test_rope_styles(void) {
     /* head_dim 4, position 1, base 10000: pair 0 rotates by 1 rad, pair 1 by 0.01 rad */
     float a[4] = {1, 0, 1, 0}, b[4] = {1, 1, 0, 0};
-    lm_rope_params norm = {LM_ROPE_NORM, 4, 10000.0f, 1.0f};
-    lm_rope_params neox = {LM_ROPE_NEOX, 4, 10000.0f, 1.0f};
+    lm_rope_params norm = {LM_ROPE_NORM, 4, 10000.0f, 1.0f, NULL, 1.0f};
+    lm_rope_params neox = {LM_ROPE_NEOX, 4, 10000.0f, 1.0f, NULL, 1.0f};
     lm_cpu_rope(a, 1, 1, 4, 1, &norm);
     lm_cpu_rope(b, 1, 1, 4, 1, &neox);
     T_CHECK(fabsf(a[0] - cosf(1)) < 1e-6f && fabsf(a[1] - sinf(1)) < 1e-6f, "norm pair 0");

@@ -13,12 +13,26 @@
  * for f16 and q8_0 the argmax must agree wherever the reference's top-2 margin exceeds twice
  * the tolerance (a closer pair is a tie that the rounding may flip).
  *
+ * RoPE scaling (fixtures made the same way, see the README): llama-llama3 (Llama 3
+ * "llama3": rope_freqs.weight in the GGUFs), qwen2-yarn and qwen3-yarn (YaRN; the latter
+ * with beta_fast/slow and an explicit attention_factor), qwen3-yarn-notrunc (YaRN with
+ * truncate false: the HF directory only, GGUF has no key for it) and gemma3-linear (linear
+ * scaling of the global layer only), with the same tolerances. test_rope_old_config: the
+ * same directories with the older config layout (rope_theta + rope_scaling, "type") give the
+ * same logits; test_rope_factors: the Llama 3 divisors computed from config.json equal the
+ * ones llama.cpp's converter wrote into the GGUF; test_rope_bad_gguf / test_hf_bad_config:
+ * malformed or unsupported scaling is a clear error.
+ *
  * MLX affine packs (test_hf_mlx): every matrix of a fixture is quantized here (3 and 4 bits,
  * groups of 32, f32 scales/biases) into an mlx-lm style directory, next to a twin holding the
  * same weights dequantized to f32; the pack must give the twin's logits (1e-3 of the range,
  * argmax as for f16): the binding and lm_matmul_mlx against the float path. */
 #include "lemma.h"
+#include "core/alloc.h"
+#include "format/gguf.h"
 #include "format/hf.h"
+#include "model/arch.h"
+#include "tensor/quant.h"
 #include "test.h"
 
 #include <jansson.h>
@@ -88,12 +102,13 @@ static int compare(const char *what, int pos, const float *got, const float *ref
     return ok;
 }
 
-static void run_arch(const char *arch) {
+/* hf_only: the fixture has no GGUF (a setting GGUF cannot express) */
+static void run_fixture(const char *arch, int hf_only) {
     reference r = {0};
     T_REQUIRE(load_reference(arch, &r), "%s: cannot read the reference", arch);
     const char *variants[] = {"f32", "f16", "q8_0", "hf"};
     const double tols[] = {1e-3, 1e-2, 6e-2, 1e-3};
-    for (int v = 0; v < 4; v++) {
+    for (int v = hf_only ? 3 : 0; v < 4; v++) {
         char path[512], err[512] = "", what[128];
         const int strict = v == 0 || v == 3;
         if (v == 3) /* the Hugging Face directory the GGUFs were converted from */
@@ -151,10 +166,17 @@ static void run_arch(const char *arch) {
     free(r.logits);
 }
 
+static void run_arch(const char *arch) { run_fixture(arch, 0); }
+
 static void test_llama(void) { run_arch("llama"); }
 static void test_qwen2(void) { run_arch("qwen2"); }
 static void test_qwen3(void) { run_arch("qwen3"); }
 static void test_gemma3(void) { run_arch("gemma3"); }
+static void test_llama_llama3(void) { run_arch("llama-llama3"); }
+static void test_qwen2_yarn(void) { run_arch("qwen2-yarn"); }
+static void test_qwen3_yarn(void) { run_arch("qwen3-yarn"); }
+static void test_qwen3_yarn_notrunc(void) { run_fixture("qwen3-yarn-notrunc", 1); }
+static void test_gemma3_linear(void) { run_arch("gemma3-linear"); }
 
 /* ---- MLX affine packs, made here from the fixtures' f32 weights -------------------------- */
 
@@ -367,6 +389,276 @@ static void test_hf_mlx(void) {
     }
 }
 
+/* ---- RoPE scaling: the older config layout, HF vs GGUF divisors, bad GGUF metadata ------- */
+
+/* DIR/<files of fixture ARCH> as symbolic links, and DIR/config.json with rope_parameters
+ * rewritten in the older layout (rope_theta + rope_scaling with "type"; for Gemma 3 the
+ * full_attention part, and rope_local_base_freq). */
+static int make_old_config_dir(const char *arch, const char *dir) {
+    const char *files[] = {"model.safetensors", "tokenizer.json", "tokenizer_config.json"};
+    char from[600], to[600], cwd[400];
+    if (!getcwd(cwd, sizeof cwd)) return 0;
+    for (int i = 0; i < 3; i++) {
+        snprintf(from, sizeof from, "%s/tests/data/fidelity/%s/%s", cwd, arch, files[i]);
+        snprintf(to, sizeof to, "%s/%s", dir, files[i]);
+        if (symlink(from, to) != 0) return 0;
+    }
+    snprintf(from, sizeof from, "tests/data/fidelity/%s/config.json", arch);
+    json_t *j = json_load_file(from, 0, NULL);
+    if (!j) return 0;
+    json_t *rp = json_deep_copy(json_object_get(j, "rope_parameters"));
+    json_object_del(j, "rope_parameters");
+    json_t *full = json_object_get(rp, "full_attention");
+    if (full) {
+        json_object_set(j, "rope_local_base_freq",
+                        json_object_get(json_object_get(rp, "sliding_attention"), "rope_theta"));
+    } else {
+        full = rp;
+    }
+    json_t *sc = json_deep_copy(full);
+    json_object_set(j, "rope_theta", json_object_get(sc, "rope_theta"));
+    json_object_del(sc, "rope_theta");
+    json_object_set(sc, "type", json_object_get(sc, "rope_type"));
+    json_object_del(sc, "rope_type");
+    json_object_set_new(j, "rope_scaling", sc);
+    snprintf(to, sizeof to, "%s/config.json", dir);
+    int ok = json_dump_file(j, to, 0) == 0;
+    json_decref(rp);
+    json_decref(j);
+    return ok;
+}
+
+static void test_rope_old_config(void) {
+    const char *archs[] = {"llama-llama3", "qwen2-yarn", "qwen3-yarn", "qwen3-yarn-notrunc",
+                           "gemma3-linear"};
+    for (int a = 0; a < 5; a++) {
+        reference r = {0};
+        T_REQUIRE(load_reference(archs[a], &r), "%s: reference", archs[a]);
+        float *lg = malloc((size_t)T_LEN * r.n_vocab * sizeof(float));
+        char dir[] = "/tmp/lemma_rope_XXXXXX", what[96];
+        T_REQUIRE(lg && mkdtemp(dir) != NULL, "mkdtemp");
+        T_CHECK(make_old_config_dir(archs[a], dir), "%s: writing the directory", archs[a]);
+        worst_rel = 0;
+        for (int s = 0; s < r.n_seq; s++) {
+            if (!decode_all(dir, &r, s, lg)) break;
+            snprintf(what, sizeof what, "%s (rope_scaling layout) seq %d", archs[a], s);
+            for (int t = 0; t < T_LEN; t++)
+                compare(what, t, lg + (size_t)t * r.n_vocab,
+                        r.logits + ((size_t)s * T_LEN + t) * r.n_vocab, r.n_vocab, 1e-3, 1);
+        }
+        printf("# %-18s rope_scaling layout: worst max|diff| / logit range %.2e\n", archs[a],
+               worst_rel);
+        const char *files[] = {"model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                               "config.json"};
+        char p[600];
+        for (int i = 0; i < 4; i++) {
+            snprintf(p, sizeof p, "%s/%s", dir, files[i]);
+            unlink(p);
+        }
+        rmdir(dir);
+        free(lg);
+        free(r.logits);
+    }
+}
+
+/* The Llama 3 divisors from config.json (bind_hf.c, model.c) against those llama.cpp's
+ * converter computed into rope_freqs.weight: the same float32 formula. */
+static void test_rope_factors(void) {
+    lm_err e;
+    lm_err_clear(&e);
+    lm_hf *hf = NULL;
+    lm_gguf *g = NULL;
+    lm_arch_model mh, mg;
+    T_REQUIRE(lm_hf_open("tests/data/fidelity/llama-llama3", &hf, &e) == LM_OK, "%s", e.msg);
+    T_REQUIRE(lm_arch_from_hf(hf, &mh, NULL, 0, &e) == LM_OK, "%s", e.msg);
+    T_REQUIRE(lm_gguf_open_file("tests/data/fidelity/llama-llama3/model-f32.gguf", NULL, &g,
+                                &e) == LM_OK, "%s", e.msg);
+    T_REQUIRE(lm_arch_from_gguf(g, &mg, &e) == LM_OK, "%s", e.msg);
+    T_CHECK(mh.hp.rope_scaling == LM_ROPE_SCALING_LLAMA3 && !mh.hp.rope_freqs_in_file &&
+                mg.hp.rope_scaling == LM_ROPE_SCALING_NONE && mg.hp.rope_freqs_in_file,
+            "kinds %d/%d, from file %d/%d", mh.hp.rope_scaling, mg.hp.rope_scaling,
+            mh.hp.rope_freqs_in_file, mg.hp.rope_freqs_in_file);
+    T_REQUIRE(mh.rope_freq_factors && mg.rope_freq_factors, "factors");
+    double worst = 0;
+    for (int p = 0; p < mh.hp.n_rot / 2; p++) {
+        const double d = fabs((double)mh.rope_freq_factors[p] - mg.rope_freq_factors[p]) /
+                         mg.rope_freq_factors[p];
+        worst = fmax(worst, d);
+        T_CHECK(d <= 1e-6, "pair %d: %.9g from config.json, %.9g in the GGUF", p,
+                (double)mh.rope_freq_factors[p], (double)mg.rope_freq_factors[p]);
+    }
+    /* the three branches: kept, smoothed, divided by the factor */
+    T_CHECK(mg.rope_freq_factors[0] == 1.0f && mg.rope_freq_factors[1] > 1.0f &&
+                mg.rope_freq_factors[1] < 8.0f && mg.rope_freq_factors[7] == 8.0f,
+            "llama3 divisors %g %g %g", (double)mg.rope_freq_factors[0],
+            (double)mg.rope_freq_factors[1], (double)mg.rope_freq_factors[7]);
+    printf("# llama3 divisors, config.json vs GGUF: worst relative difference %.2e\n", worst);
+    lm_arch_free(&mh);
+    lm_arch_free(&mg);
+    lm_hf_close(hf);
+    lm_gguf_close(g);
+}
+
+typedef enum { F_KEEP, F_DROP, F_F16, F_LONG, F_2D, F_ZERO, F_NAN } freqs_edit;
+
+typedef struct {
+    const char *name;
+    const char *fixture;
+    const char *key;      /* "<arch>." + key set after the copy; NULL = none */
+    char type;            /* 'f' f32, 'u' u32, 's' string */
+    double num;
+    const char *str;
+    freqs_edit freqs;     /* what becomes of rope_freqs.weight */
+    lm_status want;
+    const char *in_msg;
+} gguf_case;
+
+/* The fixture's f32 GGUF rewritten (its "<arch>." and general.architecture keys, c's edit,
+ * its tensors with rope_freqs.weight edited) and bound with lm_arch_from_gguf. */
+static lm_status bind_edited(const gguf_case *c, char *msg, size_t msg_len) {
+    char path[600];
+    snprintf(path, sizeof path, "tests/data/fidelity/%s/model-f32.gguf", c->fixture);
+    lm_err e;
+    lm_err_clear(&e);
+    lm_gguf *g = NULL, *g2 = NULL;
+    lm_gguf_writer *w = NULL;
+    void *buf = NULL;
+    size_t len = 0;
+    lm_arch_model m;
+    memset(&m, 0, sizeof m);
+    lm_half half[64];
+    float freqs[65];
+    const char *an;
+    size_t al;
+    char arch[32], key[160];
+    lm_status s;
+    if ((s = lm_gguf_open_file(path, NULL, &g, &e)) || (s = lm_gguf_writer_new(&w, &e)) ||
+        (s = lm_gguf_get_str(g, "general.architecture", &an, &al, &e)))
+        goto out;
+    snprintf(arch, sizeof arch, "%.*s", (int)al, an);
+    if ((s = lm_gguf_set_str(w, "general.architecture", arch, &e))) goto out;
+    for (uint64_t i = 0; i < lm_gguf_n_kv(g); i++) {
+        const char *k = lm_gguf_key(g, i);
+        if (strncmp(k, arch, strlen(arch)) != 0 || k[strlen(arch)] != '.') continue;
+        const lm_gguf_type t = lm_gguf_kv_type(g, i);
+        uint32_t u;
+        float f;
+        const char *sv;
+        size_t sl;
+        if (t == LM_GGUF_TYPE_UINT32)
+            s = lm_gguf_get_u32(g, k, &u, &e) || lm_gguf_set_u32(w, k, u, &e) ? e.code : LM_OK;
+        else if (t == LM_GGUF_TYPE_FLOAT32)
+            s = lm_gguf_get_f32(g, k, &f, &e) || lm_gguf_set_f32(w, k, f, &e) ? e.code : LM_OK;
+        else if (t == LM_GGUF_TYPE_STRING)
+            s = lm_gguf_get_str(g, k, &sv, &sl, &e) || lm_gguf_set_strn(w, k, sv, sl, &e)
+                    ? e.code
+                    : LM_OK;
+        if (s) goto out;
+    }
+    if (c->key) {
+        snprintf(key, sizeof key, "%s.%s", arch, c->key);
+        s = c->type == 'f'   ? lm_gguf_set_f32(w, key, (float)c->num, &e)
+            : c->type == 'u' ? lm_gguf_set_u32(w, key, (uint32_t)c->num, &e)
+                             : lm_gguf_set_str(w, key, c->str, &e);
+        if (s) goto out;
+    }
+    for (uint64_t i = 0; i < lm_gguf_n_tensors(g); i++) {
+        const lm_tensor_info *t = lm_gguf_tensor(g, i);
+        if (strcmp(t->name, "rope_freqs.weight") != 0 || c->freqs == F_KEEP) {
+            s = lm_gguf_add_tensor(w, t->name, t->dtype, t->n_dims, t->ne, t->data, t->nbytes,
+                                   &e);
+            if (s) goto out;
+            continue;
+        }
+        const uint64_t n = t->ne[0];
+        memcpy(freqs, t->data, n * 4);
+        uint64_t ne[2] = {n, 1};
+        switch (c->freqs) {
+        case F_DROP: continue;
+        case F_F16:
+            for (uint64_t j = 0; j < n; j++) half[j] = lm_f32_to_half(freqs[j]);
+            s = lm_gguf_add_tensor(w, t->name, LM_DTYPE_F16, 1, ne, half, n * 2, &e);
+            break;
+        case F_LONG:
+            freqs[n] = 1.0f;
+            ne[0] = n + 1;
+            s = lm_gguf_add_tensor(w, t->name, LM_DTYPE_F32, 1, ne, freqs, (n + 1) * 4, &e);
+            break;
+        case F_2D: s = lm_gguf_add_tensor(w, t->name, LM_DTYPE_F32, 2, ne, freqs, n * 4, &e); break;
+        default:
+            freqs[n / 2] = c->freqs == F_ZERO ? 0.0f : NAN;
+            s = lm_gguf_add_tensor(w, t->name, LM_DTYPE_F32, 1, ne, freqs, n * 4, &e);
+        }
+        if (s) goto out;
+    }
+    if ((s = lm_gguf_write_buffer(w, &buf, &len, &e)) ||
+        (s = lm_gguf_open_buffer(buf, len, NULL, &g2, &e)))
+        goto out;
+    s = lm_arch_from_gguf(g2, &m, &e);
+out:
+    snprintf(msg, msg_len, "%s", e.msg);
+    lm_arch_free(&m);
+    lm_gguf_close(g2);
+    lm_free(buf);
+    lm_gguf_writer_free(w);
+    lm_gguf_close(g);
+    return s;
+}
+
+static void test_rope_bad_gguf(void) {
+    const gguf_case cases[] = {
+        {"copy", "qwen2-yarn", NULL, 0, 0, NULL, F_KEEP, LM_OK, NULL},
+        {"copy with rope_freqs", "llama-llama3", NULL, 0, 0, NULL, F_KEEP, LM_OK, NULL},
+        {"without rope_freqs", "llama-llama3", NULL, 0, 0, NULL, F_DROP, LM_OK, NULL},
+        {"rope_freqs f16", "llama-llama3", NULL, 0, 0, NULL, F_F16, LM_ERR_FORMAT,
+         "rope_freqs"},
+        {"rope_freqs too long", "llama-llama3", NULL, 0, 0, NULL, F_LONG, LM_ERR_FORMAT,
+         "rope_freqs"},
+        {"rope_freqs 2-D", "llama-llama3", NULL, 0, 0, NULL, F_2D, LM_ERR_FORMAT, "rope_freqs"},
+        {"rope_freqs zero", "llama-llama3", NULL, 0, 0, NULL, F_ZERO, LM_ERR_FORMAT,
+         "rope_freqs"},
+        {"rope_freqs NaN", "llama-llama3", NULL, 0, 0, NULL, F_NAN, LM_ERR_FORMAT, "rope_freqs"},
+        {"longrope", "qwen2-yarn", "rope.scaling.type", 's', 0, "longrope", F_KEEP,
+         LM_ERR_UNSUPPORTED, "'longrope'"},
+        {"unknown type", "qwen2-yarn", "rope.scaling.type", 's', 0, "dynamic", F_KEEP,
+         LM_ERR_UNSUPPORTED, "'dynamic'"},
+        {"yarn_log_multiplier", "qwen2-yarn", "rope.scaling.yarn_log_multiplier", 'f', 0.1, NULL,
+         F_KEEP, LM_ERR_UNSUPPORTED, "yarn_log_multiplier"},
+        {"factor < 1", "qwen2-yarn", "rope.scaling.factor", 'f', 0.5, NULL, F_KEEP,
+         LM_ERR_FORMAT, "factor"},
+        {"factor a string", "qwen2-yarn", "rope.scaling.factor", 's', 0, "4", F_KEEP,
+         LM_ERR_FORMAT, "factor"},
+        {"beta_slow < 0", "qwen2-yarn", "rope.scaling.yarn_beta_slow", 'f', -1.0, NULL, F_KEEP,
+         LM_ERR_FORMAT, "beta_slow"},
+        {"ext_factor 2", "qwen2-yarn", "rope.scaling.yarn_ext_factor", 'f', 2.0, NULL, F_KEEP,
+         LM_ERR_FORMAT, "ext_factor"},
+        {"yarn_attn_factor 0", "qwen2-yarn", "rope.scaling.yarn_attn_factor", 'f', 0.0, NULL,
+         F_KEEP, LM_ERR_FORMAT, "yarn_attn_factor"},
+        {"attn_factor < 0", "qwen2-yarn", "rope.scaling.attn_factor", 'f', -2.0, NULL, F_KEEP,
+         LM_ERR_FORMAT, "attn_factor"},
+        {"original context 0", "qwen2-yarn", "rope.scaling.original_context_length", 'u', 0,
+         NULL, F_KEEP, LM_ERR_FORMAT, "original context"},
+        {"linear factor 2000", "gemma3-linear", "rope.scaling.factor", 'f', 2000.0, NULL, F_KEEP,
+         LM_ERR_FORMAT, "factor"},
+        {"factor without a type (linear)", "llama-llama3", "rope.scaling.factor", 'f', 4.0, NULL,
+         F_KEEP, LM_OK, NULL},
+        {"factor without a type, out of range", "llama-llama3", "rope.scale_linear", 'f', 0.5,
+         NULL, F_KEEP, LM_ERR_FORMAT, "factor"},
+        {"type none ignores the factor", "qwen2-yarn", "rope.scaling.type", 's', 0, "none",
+         F_KEEP, LM_OK, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const gguf_case *c = &cases[i];
+        char msg[512] = "";
+        const lm_status st = bind_edited(c, msg, sizeof msg);
+        if (c->want == LM_OK)
+            T_CHECK(st == LM_OK, "%s: %s", c->name, msg);
+        else
+            T_CHECK(st == c->want && strstr(msg, c->in_msg), "%s: status %d, '%s'", c->name,
+                    (int)st, msg);
+    }
+}
+
 /* ---- HF directories with bad config.json: a clear error, never a crash ------------------- */
 
 static int copy_file(const char *from, const char *to) {
@@ -403,8 +695,36 @@ static void test_hf_bad_config(void) {
          "model_type"},
         {"model_type not a string", "model_type", json_integer(3), LM_ERR_FORMAT, "model_type"},
         {"missing model_type", "model_type", NULL, LM_ERR_FORMAT, "model_type"},
-        {"unsupported rope", "rope_parameters.rope_type", json_string("llama3"),
-         LM_ERR_UNSUPPORTED, "rope_type"},
+        {"unsupported rope", "rope_parameters.rope_type", json_string("dynamic"),
+         LM_ERR_UNSUPPORTED, "'dynamic'"},
+        {"longrope", "rope_parameters", json_pack("{s:s,s:f,s:[f],s:[f]}", "rope_type",
+         "longrope", "rope_theta", 10000.0, "short_factor", 1.0, "long_factor", 1.0),
+         LM_ERR_UNSUPPORTED, "'longrope'"},
+        {"llama3 without low_freq_factor", "rope_parameters", json_pack("{s:s,s:f,s:f,s:f,s:i}",
+         "rope_type", "llama3", "rope_theta", 10000.0, "factor", 8.0, "high_freq_factor", 4.0,
+         "original_max_position_embeddings", 64), LM_ERR_FORMAT, "low_freq_factor"},
+        {"llama3 low == high", "rope_parameters", json_pack("{s:s,s:f,s:f,s:f,s:f}", "rope_type",
+         "llama3", "rope_theta", 10000.0, "factor", 8.0, "low_freq_factor", 4.0,
+         "high_freq_factor", 4.0), LM_ERR_FORMAT, "high_freq_factor"},
+        {"llama3 (old layout)", "rope_scaling", json_pack("{s:s,s:f,s:f,s:f,s:i}", "rope_type",
+         "llama3", "factor", 8.0, "low_freq_factor", 1.0, "high_freq_factor", 4.0,
+         "original_max_position_embeddings", 64), LM_OK, NULL},
+        {"yarn factor < 1", "rope_parameters", json_pack("{s:s,s:f,s:f}", "type", "yarn",
+         "rope_theta", 10000.0, "factor", 0.5), LM_ERR_FORMAT, "factor"},
+        {"yarn beta_fast not a number", "rope_parameters", json_pack("{s:s,s:f,s:f,s:s}",
+         "rope_type", "yarn", "rope_theta", 10000.0, "factor", 4.0, "beta_fast", "32"),
+         LM_ERR_FORMAT, "beta_fast"},
+        {"yarn truncate not a boolean", "rope_parameters", json_pack("{s:s,s:f,s:f,s:s}",
+         "rope_type", "yarn", "rope_theta", 10000.0, "factor", 4.0, "truncate", "no"),
+         LM_ERR_FORMAT, "truncate"},
+        {"yarn negative attention_factor", "rope_parameters", json_pack("{s:s,s:f,s:f,s:f}",
+         "rope_type", "yarn", "rope_theta", 10000.0, "factor", 4.0, "attention_factor", -1.0),
+         LM_ERR_FORMAT, "attention_factor"},
+        {"yarn factor only", "rope_parameters", json_pack("{s:s,s:f,s:f}", "rope_type", "yarn",
+         "rope_theta", 10000.0, "factor", 4.0), LM_OK, NULL},
+        {"yarn without factor, max_position_embeddings < original", "rope_parameters",
+         json_pack("{s:s,s:f,s:i}", "rope_type", "yarn", "rope_theta", 10000.0,
+         "original_max_position_embeddings", 4096), LM_ERR_FORMAT, "factor"},
         {"wrong vocab", "vocab_size", json_integer(321), LM_ERR_FORMAT, "321"},
         {"bad heads", "num_key_value_heads", json_integer(3), LM_ERR_FORMAT,
          "num_key_value_heads"},
@@ -423,9 +743,13 @@ static void test_hf_bad_config(void) {
         bad_case *c = &cases[i];
         json_t *j = json_load_file("tests/data/fidelity/llama/config.json", 0, NULL);
         T_REQUIRE(j != NULL, "llama config");
-        if (!strcmp(c->key, "rope_parameters.rope_type"))
+        if (!strcmp(c->key, "rope_parameters.rope_type")) {
             json_object_set_new(json_object_get(j, "rope_parameters"), "rope_type", c->value);
-        else if (c->value)
+        } else if (!strcmp(c->key, "rope_scaling")) { /* the older layout */
+            json_object_del(j, "rope_parameters");
+            json_object_set_new(j, "rope_theta", json_real(10000.0));
+            json_object_set_new(j, c->key, c->value);
+        } else if (c->value)
             json_object_set_new(j, c->key, c->value);
         else
             json_object_del(j, c->key);
@@ -459,6 +783,14 @@ int main(void) {
     T_RUN(test_qwen2);
     T_RUN(test_qwen3);
     T_RUN(test_gemma3);
+    T_RUN(test_llama_llama3);
+    T_RUN(test_qwen2_yarn);
+    T_RUN(test_qwen3_yarn);
+    T_RUN(test_qwen3_yarn_notrunc);
+    T_RUN(test_gemma3_linear);
+    T_RUN(test_rope_old_config);
+    T_RUN(test_rope_factors);
+    T_RUN(test_rope_bad_gguf);
     T_RUN(test_hf_bad_config);
     T_RUN(test_hf_mlx);
     return t_finish();

@@ -7,12 +7,21 @@ llama.cpp's conventions for tensor names and layouts:
     output_norm, output;
   - llama: q/k projection rows permuted from HF's rotate-half order to interleaved pairs (GGML's
     "normal" RoPE); qwen2/qwen3/gemma3 keep HF order (NEOX RoPE);
-  - gemma3: 1 is added to every RMSNorm weight (GGUF stores the effective (1 + w) scale).
+  - gemma3: 1 is added to every RMSNorm weight (GGUF stores the effective (1 + w) scale);
+    layer_types other than 5 sliding to 1 global become attention.sliding_window_pattern
+    (u32 period: layer i is global iff (i + 1) % period == 0);
+  - RoPE scaling of rope_parameters (of full_attention for gemma3) as convert_hf_to_gguf.py
+    writes it: linear -> rope.scaling.type "linear" + factor; yarn -> "yarn" + factor +
+    original_context_length (+ yarn_beta_fast / yarn_beta_slow / yarn_attn_factor when the
+    config has beta_fast / beta_slow / attention_factor); llama3 -> no metadata, but the
+    tensor rope_freqs.weight (f32, head_dim/2) of per-pair divisors, computed in float32 as
+    the converter does (its generate_extra_tensors). YaRN with "truncate": false has no GGUF
+    key (llama.cpp always truncates), so such a directory is skipped.
 Writes DIR/model-f32.gguf, DIR/model-f16.gguf and DIR/model-q8_0.gguf (2-D weights as Q8_0,
 1-D tensors F32).
     python3 tools/convert_fixture_gguf.py tests/data/fidelity/llama ...
 """
-import json, os, sys
+import json, math, os, sys
 
 import numpy as np
 import gguf
@@ -57,6 +66,33 @@ def permute_rows(w, n_head):
             .swapaxes(1, 2).reshape(w.shape))
 
 
+def rope_params(cfg):
+    rp = cfg.get("rope_parameters") or {}
+    return rp.get("full_attention", rp)
+
+
+def llama3_rope_freqs(rp, head_dim):
+    """The divisors llama.cpp's converter writes for rope_type llama3, in float32."""
+    f32 = np.float32
+    base = rp.get("rope_theta", 10000.0)
+    freqs = f32(1.0) / (f32(base) ** (np.arange(0, head_dim, 2, dtype=f32) / f32(head_dim)))
+    factor = rp.get("factor", 8.0)
+    low, high = rp.get("low_freq_factor", 1.0), rp.get("high_freq_factor", 4.0)
+    old = rp.get("original_max_position_embeddings", 8192)
+    low_wavelen, high_wavelen = old / low, old / high
+    out = []
+    for freq in freqs:
+        wavelen = f32(2 * math.pi) / freq
+        if wavelen < f32(high_wavelen):
+            out.append(f32(1))
+        elif wavelen > f32(low_wavelen):
+            out.append(f32(factor))
+        else:
+            smooth = (f32(old) / wavelen - f32(low)) / f32(high - low)
+            out.append(f32(1) / ((f32(1) - smooth) / f32(factor) + smooth))
+    return np.array(out, dtype=f32)
+
+
 def convert(d, variant):
     cfg = json.load(open(os.path.join(d, "config.json")))
     arch = ARCH[cfg["model_type"]]
@@ -77,9 +113,33 @@ def convert(d, variant):
     if arch == "gemma3":
         w.add_rope_freq_base(rp["full_attention"]["rope_theta"])
         w.add_sliding_window(cfg["sliding_window"])
+        # layer_types as a period (layer i global iff (i + 1) % period == 0); 6 is the default
+        lt = cfg["layer_types"]
+        period = next(p for p in range(1, len(lt) + 2)
+                      if all((t == "full_attention") == ((i + 1) % p == 0)
+                             for i, t in enumerate(lt)))
+        if period != 6:
+            w.add_sliding_window_pattern(period)
     else:
         w.add_rope_freq_base(rp["rope_theta"])
         w.add_rope_dimension_count(head_dim)
+    rp = rope_params(cfg)
+    rope_type = rp.get("rope_type", rp.get("type", "default"))
+    if rope_type == "linear":
+        w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        w.add_rope_scaling_factor(rp["factor"])
+    elif rope_type == "yarn":
+        w.add_rope_scaling_type(gguf.RopeScalingType.YARN)
+        w.add_rope_scaling_factor(rp["factor"])
+        w.add_rope_scaling_orig_ctx_len(rp["original_max_position_embeddings"])
+        if rp.get("beta_fast") is not None: w.add_rope_scaling_yarn_beta_fast(rp["beta_fast"])
+        if rp.get("beta_slow") is not None: w.add_rope_scaling_yarn_beta_slow(rp["beta_slow"])
+        if rp.get("attention_factor") is not None:
+            w.add_rope_scaling_yarn_attn_factor(rp["attention_factor"])
+    elif rope_type == "llama3":
+        w.add_tensor("rope_freqs.weight", llama3_rope_freqs(rp, head_dim))
+    elif rope_type != "default":
+        raise ValueError(f"rope_type {rope_type}")
     w.add_vocab_size(cfg["vocab_size"])
     w.add_file_type({"f32": 0, "f16": 1, "q8_0": 7}[variant])
     # tokenizer: byte-level BPE with GPT-2 pre-tokenization
@@ -122,6 +182,10 @@ def convert(d, variant):
 
 if __name__ == "__main__":
     for d in sys.argv[1:]:
+        rp = rope_params(json.load(open(os.path.join(d, "config.json"))))
+        if rp.get("truncate") is False:
+            print(d, "skipped: YaRN truncate false has no GGUF equivalent")
+            continue
         for v in ("f32", "f16", "q8_0"):
             convert(d, v)
             print(d, v, os.path.getsize(os.path.join(d, f"model-{v}.gguf")))

@@ -48,11 +48,25 @@ typedef enum lm_rope_style {
     LM_ROPE_NEOX = 1, /* rotate halves (x[i], x[i + n_rot/2]): Qwen, Gemma, HF layout */
 } lm_rope_style;
 
+/* RoPE of one layer. Pair p (0 <= p < n_rot/2) of a token at position pos turns by
+ *     theta_p = freq_scale * (pos * base^(-2p/n_rot)) / freq_factors[p]
+ * (freq_factors NULL: / 1), and the rotated pair is multiplied by mscale:
+ *     x_a' = mscale (x_a cos theta_p - x_b sin theta_p)
+ *     x_b' = mscale (x_a sin theta_p + x_b cos theta_p).
+ * Every RoPE scaling the models use reduces to these fields, resolved once when the model is
+ * bound (model/arch.h, "RoPE scaling"): linear scaling is freq_scale; Llama 3's per-pair
+ * divisors and YaRN's ramp between interpolated and extrapolated frequencies are
+ * freq_factors; YaRN's magnitude correction is mscale. A zero-initialised tail (freq_factors
+ * NULL, mscale 0) is plain RoPE. */
 typedef struct lm_rope_params {
     lm_rope_style style;
     int32_t n_rot;      /* rotated dims per head (<= head_dim, even); the rest pass through */
     float base;         /* theta base */
-    float freq_scale;   /* linear scaling: positions are multiplied by this (1 = none) */
+    float freq_scale;   /* linear scaling: angles are multiplied by this (1 = none) */
+    const float *freq_factors; /* (n_rot/2) per-pair divisors of the angle (> 0), or NULL = all
+                                  1. Host memory owned by the model, constant while it is
+                                  loaded: a device backend copies it once (n_rot/2 floats). */
+    float mscale;       /* cos and sin are multiplied by this; 0 (or 1) = none */
 } lm_rope_params;
 
 typedef enum lm_act {

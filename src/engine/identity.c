@@ -74,7 +74,7 @@
 #include <xxhash.h>
 
 /* Adding a field to lm_hparams changes its size: put the field in hash_arch, then here. */
-_Static_assert(sizeof(lm_hparams) == 104, "lm_hparams changed: update hash_arch in identity.c");
+_Static_assert(sizeof(lm_hparams) == 148, "lm_hparams changed: update hash_arch in identity.c");
 
 #define TOKENIZER_MAX_BYTES ((size_t)1 << 30)
 #define CACHE_MAGIC "LMWDIG01"
@@ -494,6 +494,17 @@ static lm_status hash_arch(const lm_identity_src *src, uint8_t out[32], lm_err *
     sha_f32(&h, hp->rope_base);
     sha_f32(&h, hp->rope_base_swa);
     sha_f32(&h, hp->rope_freq_scale);
+    sha_u32(&h, (uint32_t)hp->rope_scaling);
+    sha_f32(&h, hp->rope_scale_factor);
+    sha_u32(&h, (uint32_t)hp->rope_orig_ctx);
+    sha_f32(&h, hp->rope_yarn_beta_fast);
+    sha_f32(&h, hp->rope_yarn_beta_slow);
+    sha_f32(&h, hp->rope_yarn_ext_factor);
+    sha_u32(&h, (uint32_t)hp->rope_yarn_truncate);
+    sha_f32(&h, hp->rope_llama3_low_freq);
+    sha_f32(&h, hp->rope_llama3_high_freq);
+    sha_f32(&h, hp->rope_mscale);
+    sha_u32(&h, (uint32_t)hp->rope_freqs_in_file);
     sha_f32(&h, hp->attn_scale);
     sha_u32(&h, (uint32_t)hp->sliding_window);
     sha_u32(&h, (uint32_t)hp->swa_period);

@@ -14,6 +14,29 @@
  *           1/sqrt(head_dim); tied output embedding. GGUF stores Gemma's norm weights with
  *           the +1 already added; HF checkpoints store w and the model computes x*(1+w):
  *           norm_add_one says which.
+ *
+ * RoPE scaling (of the global layers; Gemma's sliding-window layers are never scaled). Each
+ * kind is resolved at bind time into the lm_rope_params fields (backend.h) freq_scale,
+ * freq_factors (lm_arch_model.rope_freq_factors, n_rot/2 divisors of the angle of each pair)
+ * and mscale (rope_mscale). With inv_p = base^(-2p/n_rot), the unscaled frequency of pair p:
+ *   linear  every frequency divided by factor: freq_scale = 1 / factor.
+ *   llama3  (transformers _compute_llama3_parameters; llama.cpp's converter writes the same
+ *           divisors as the GGUF tensor rope_freqs.weight) with wavelen = 2 pi / inv_p,
+ *           orig = original context, lo/hi = low/high_freq_factor:
+ *             wavelen < orig/hi: divisor 1;  wavelen > orig/lo: divisor factor;
+ *             else s = (orig/wavelen - lo) / (hi - lo), divisor 1 / ((1 - s)/factor + s).
+ *   yarn    (transformers _compute_yarn_parameters; llama.cpp ggml_rope_yarn_corr_dims,
+ *           rope_yarn) correction dims d(r) = n_rot ln(orig / (2 pi r)) / (2 ln base),
+ *           low = max(floor d(beta_fast), 0), high = min(ceil d(beta_slow), n_rot - 1)
+ *           (no floor/ceil when transformers' "truncate" is false); the weight of
+ *           extrapolation e_p = ext_factor (1 - clamp((p - low) / (high - low), 0, 1))
+ *           (high - low = 0.001 when they are equal); the frequency is
+ *           inv_p ((1 - e_p)/factor + e_p), i.e. the divisor 1 / ((1 - e_p)/factor + e_p);
+ *           cos and sin are multiplied by the attention factor: the configured one, else
+ *           0.1 ln(factor) + 1 (1 for factor <= 1), or with transformers' mscale and
+ *           mscale_all_dim (both non-zero) the ratio of (0.1 m ln(factor) + 1) for the two.
+ *   file    a GGUF tensor rope_freqs.weight (f32, n_rot/2): divisors used as stored (on top
+ *           of yarn or linear if the file also sets those, as llama.cpp does).
  */
 #ifndef LM_MODEL_ARCH_H
 #define LM_MODEL_ARCH_H
@@ -31,6 +54,13 @@ typedef enum lm_arch_id {
 } lm_arch_id;
 
 #define LM_MAX_LAYERS 512
+
+typedef enum lm_rope_scaling {
+    LM_ROPE_SCALING_NONE = 0,
+    LM_ROPE_SCALING_LINEAR = 1,
+    LM_ROPE_SCALING_YARN = 2,
+    LM_ROPE_SCALING_LLAMA3 = 3,
+} lm_rope_scaling;
 
 typedef struct lm_hparams {
     lm_arch_id arch;
@@ -50,6 +80,18 @@ typedef struct lm_hparams {
     float rope_base;         /* global (or only) layers */
     float rope_base_swa;     /* sliding-window layers */
     float rope_freq_scale;   /* 1 / linear scaling factor */
+    /* RoPE scaling of the global layers (see "RoPE scaling" above); unused fields 0 */
+    lm_rope_scaling rope_scaling;
+    float rope_scale_factor;     /* yarn / llama3 "factor" (>= 1); 1 for none / linear */
+    int32_t rope_orig_ctx;       /* yarn / llama3: original (pre-scaling) context, tokens */
+    float rope_yarn_beta_fast;   /* yarn: rotations where the ramp starts (32) */
+    float rope_yarn_beta_slow;   /* yarn: rotations where it ends (1) */
+    float rope_yarn_ext_factor;  /* yarn: weight of extrapolation in the ramp (1) */
+    int32_t rope_yarn_truncate;  /* yarn: correction dims floored / ceiled (1) */
+    float rope_llama3_low_freq;  /* llama3 low_freq_factor */
+    float rope_llama3_high_freq; /* llama3 high_freq_factor */
+    float rope_mscale;           /* cos and sin of global layers multiplied by this (1 = none) */
+    int32_t rope_freqs_in_file;  /* per-pair divisors from the file's rope_freqs.weight */
 
     /* attention */
     float attn_scale;        /* multiplies q·k */
@@ -90,6 +132,9 @@ typedef struct lm_arch_model {
     lm_layer *layers;           /* (n_layer) */
     /* norm weights with +1 folded in (norm_add_one models), owned: one block per model */
     float *owned;
+    /* (n_rot/2) per-pair divisors of the global layers' RoPE angles (lm_rope_params
+     * freq_factors), owned; NULL = none (no llama3, yarn or rope_freqs scaling) */
+    float *rope_freq_factors;
 } lm_arch_model;
 
 struct lm_gguf;

@@ -13,7 +13,17 @@
  *   max_position_embeddings  default 2048
  *   tie_word_embeddings   absent: tied iff lm_head.weight is absent
  *   hidden_act / hidden_activation   silu (llama, qwen), gelu_pytorch_tanh (gemma3)
- *   rope                  rope_type "default" or "linear" (factor); others refused
+ *   rope                  rope_parameters (or rope_theta + rope_scaling): rope_type (or type)
+ *                         "default"; "linear" (factor); "llama3" (factor, low_freq_factor,
+ *                         high_freq_factor, original_max_position_embeddings); "yarn" (factor,
+ *                         original_max_position_embeddings, beta_fast, beta_slow,
+ *                         attention_factor, mscale, mscale_all_dim, truncate). As transformers
+ *                         5 reads them: original_max_position_embeddings defaults to
+ *                         max_position_embeddings and a top-level one takes precedence; a
+ *                         yarn factor that is null or absent is max_position_embeddings /
+ *                         original_max_position_embeddings; beta_fast / beta_slow 0 or
+ *                         absent are 32 / 1. Other types (dynamic, longrope, ...) refused
+ *                         naming the type. Formulas: arch.h "RoPE scaling".
  *   gemma3: sliding_window, layer_types (else sliding_window_pattern, default 6),
  *           query_pre_attn_scalar, attn/final_logit_softcapping, local RoPE theta
  * Tensors: model.embed_tokens, model.norm, lm_head, model.layers.N.{input_layernorm,
@@ -114,10 +124,28 @@ static lm_status get_str(const cfg *c, const char *key, const char **out) {
     return LM_OK;
 }
 
-/* One RoPE description: {"rope_type" | "type": "default" | "linear", "rope_theta", "factor",
- * "partial_rotary_factor"} (any absent). Fills *theta when given, *freq_scale = 1 / factor. */
+/* One RoPE description as written in config.json (0 / -1 = absent). */
+typedef struct rope_cfg {
+    lm_rope_scaling kind;
+    float factor;                  /* linear, llama3, yarn */
+    int32_t orig_ctx;              /* original_max_position_embeddings: llama3, yarn */
+    float low_freq, high_freq;     /* llama3 */
+    float beta_fast, beta_slow;    /* yarn */
+    float attention_factor;        /* yarn */
+    float mscale, mscale_all_dim;  /* yarn */
+    int truncate;                  /* yarn; -1 absent */
+} rope_cfg;
+
+static void rope_cfg_init(rope_cfg *r) {
+    memset(r, 0, sizeof *r);
+    r->truncate = -1;
+}
+
+/* {"rope_type" | "type", "rope_theta", "partial_rotary_factor", and the scaling fields of the
+ * type} (any absent: default RoPE). Fills *theta when given, and *r. */
 static lm_status rope_of(const cfg *parent, const json_t *o, const char *name, float *theta,
-                         float *freq_scale) {
+                         rope_cfg *r) {
+    rope_cfg_init(r);
     if (!json_is_object(o))
         return lm_err_set(parent->err, LM_ERR_FORMAT, "%s: '%s' is not an object",
                           parent->what, name);
@@ -134,48 +162,127 @@ static lm_status rope_of(const cfg *parent, const json_t *o, const char *name, f
     if (prf != 1.0f)
         return lm_err_set(c.err, LM_ERR_UNSUPPORTED, "%s: partial_rotary_factor %g not supported",
                           what, (double)prf);
-    *freq_scale = 1.0f;
     if (!ty || !strcmp(ty, "default")) return LM_OK;
     if (!strcmp(ty, "linear")) {
-        float factor = 1.0f;
-        if ((s = get_num(&c, "factor", 1, 1.0, 1024.0, &factor))) return s;
-        *freq_scale = 1.0f / factor;
+        r->kind = LM_ROPE_SCALING_LINEAR;
+        return get_num(&c, "factor", 1, 1.0, 1024.0, &r->factor);
+    }
+    if (!strcmp(ty, "llama3")) {
+        r->kind = LM_ROPE_SCALING_LLAMA3;
+        if ((s = get_num(&c, "factor", 1, 1.0, 1024.0, &r->factor)) ||
+            (s = get_num(&c, "low_freq_factor", 1, 1e-6, 1e6, &r->low_freq)) ||
+            (s = get_num(&c, "high_freq_factor", 1, 1e-6, 1e6, &r->high_freq)) ||
+            (s = get_int(&c, "original_max_position_embeddings", 0, 1, INT32_MAX,
+                         &r->orig_ctx)))
+            return s;
+        if (r->low_freq == r->high_freq)
+            return lm_err_set(c.err, LM_ERR_FORMAT, "%s: 'low_freq_factor' equals "
+                              "'high_freq_factor' (%g)", what, (double)r->low_freq);
         return LM_OK;
     }
-    return lm_err_set(c.err, LM_ERR_UNSUPPORTED, "%s: rope_type '%.32s' not supported", what, ty);
+    if (!strcmp(ty, "yarn")) {
+        r->kind = LM_ROPE_SCALING_YARN;
+        if ((s = get_num(&c, "factor", 0, 1.0, 1024.0, &r->factor)) ||
+            (s = get_int(&c, "original_max_position_embeddings", 0, 1, INT32_MAX,
+                         &r->orig_ctx)) ||
+            (s = get_num(&c, "beta_fast", 0, 0.0, 1e6, &r->beta_fast)) ||
+            (s = get_num(&c, "beta_slow", 0, 0.0, 1e6, &r->beta_slow)) ||
+            (s = get_num(&c, "attention_factor", 0, 1e-6, 100.0, &r->attention_factor)) ||
+            (s = get_num(&c, "mscale", 0, -1e6, 1e6, &r->mscale)) ||
+            (s = get_num(&c, "mscale_all_dim", 0, -1e6, 1e6, &r->mscale_all_dim)) ||
+            (s = get_bool(&c, "truncate", &r->truncate)))
+            return s;
+        return LM_OK;
+    }
+    return lm_err_set(c.err, LM_ERR_UNSUPPORTED, "%s: rope_type '%.32s' not supported "
+                      "(default, linear, llama3, yarn)", what, ty);
 }
 
-/* RoPE of global layers (base, freq_scale) and, for gemma3, of sliding layers (base_swa). */
+/* 0.1 m ln(s) + 1, 1 for s <= 1 (transformers' get_mscale) */
+static double yarn_get_mscale(double s, double m) {
+    return s <= 1.0 ? 1.0 : 0.1 * m * log(s) + 1.0;
+}
+
+/* The scaling of the global layers into hp, as transformers 5 resolves it
+ * (standardize_rope_params, _compute_{linear_scaling,llama3,yarn}_parameters): top_orig is a
+ * top-level original_max_position_embeddings (0 = none), which takes precedence. */
+static lm_status rope_resolve(const cfg *c, const rope_cfg *r, int32_t top_orig,
+                              lm_hparams *hp) {
+    hp->rope_scaling = r->kind;
+    hp->rope_freq_scale = 1.0f;
+    hp->rope_scale_factor = 1.0f;
+    hp->rope_mscale = 1.0f;
+    if (r->kind == LM_ROPE_SCALING_NONE) return LM_OK;
+    if (r->kind == LM_ROPE_SCALING_LINEAR) {
+        hp->rope_freq_scale = 1.0f / r->factor;
+        return LM_OK;
+    }
+    hp->rope_orig_ctx = top_orig > 0      ? top_orig
+                        : r->orig_ctx > 0 ? r->orig_ctx
+                                          : hp->n_ctx_train;
+    if (r->kind == LM_ROPE_SCALING_LLAMA3) {
+        hp->rope_scale_factor = r->factor;
+        hp->rope_llama3_low_freq = r->low_freq;
+        hp->rope_llama3_high_freq = r->high_freq;
+        return LM_OK;
+    }
+    /* yarn */
+    double factor = r->factor;
+    if (factor == 0.0) {
+        factor = (double)hp->n_ctx_train / (double)hp->rope_orig_ctx;
+        if (!(factor >= 1.0 && factor <= 1024.0))
+            return lm_err_set(c->err, LM_ERR_FORMAT, "%s: yarn without 'factor', and "
+                              "max_position_embeddings / original_max_position_embeddings = "
+                              "%g is not in [1, 1024]", c->what, factor);
+    }
+    hp->rope_scale_factor = (float)factor;
+    hp->rope_yarn_beta_fast = r->beta_fast != 0.0f ? r->beta_fast : 32.0f;
+    hp->rope_yarn_beta_slow = r->beta_slow != 0.0f ? r->beta_slow : 1.0f;
+    hp->rope_yarn_ext_factor = 1.0f;
+    hp->rope_yarn_truncate = r->truncate != 0; /* absent (-1): true */
+    if (r->attention_factor > 0.0f)
+        hp->rope_mscale = r->attention_factor;
+    else if (r->mscale != 0.0f && r->mscale_all_dim != 0.0f)
+        hp->rope_mscale = (float)(yarn_get_mscale(factor, r->mscale) /
+                                  yarn_get_mscale(factor, r->mscale_all_dim));
+    else
+        hp->rope_mscale = (float)yarn_get_mscale(factor, 1.0);
+    return LM_OK;
+}
+
+/* RoPE of global layers (base and scaling) and, for gemma3, of sliding layers (base_swa;
+ * they are never scaled). */
 static lm_status read_rope(const cfg *c, lm_hparams *hp) {
     lm_status s;
     const int gemma = hp->arch == LM_ARCH_GEMMA3;
-    float local_scale = 1.0f;
+    rope_cfg global, local;
+    rope_cfg_init(&global);
+    rope_cfg_init(&local);
     hp->rope_base = 10000.0f;
     hp->rope_base_swa = 10000.0f;
     const json_t *rp = get(c, "rope_parameters");
-    if (rp && json_is_object(rp) && gemma && (json_object_get(rp, "full_attention") ||
-                                              json_object_get(rp, "sliding_attention"))) {
+    const int nested = rp && json_is_object(rp) && gemma &&
+                       (json_object_get(rp, "full_attention") ||
+                        json_object_get(rp, "sliding_attention"));
+    if (nested) {
         const json_t *full = json_object_get(rp, "full_attention");
         const json_t *swa = json_object_get(rp, "sliding_attention");
         if (!full || !swa)
             return lm_err_set(c->err, LM_ERR_FORMAT, "%s: rope_parameters lacks %s", c->what,
                               full ? "sliding_attention" : "full_attention");
-        if ((s = rope_of(c, full, "rope_parameters.full_attention", &hp->rope_base,
-                         &hp->rope_freq_scale)) ||
+        if ((s = rope_of(c, full, "rope_parameters.full_attention", &hp->rope_base, &global)) ||
             (s = rope_of(c, swa, "rope_parameters.sliding_attention", &hp->rope_base_swa,
-                         &local_scale)))
+                         &local)))
             return s;
     } else if (rp) {
-        if ((s = rope_of(c, rp, "rope_parameters", &hp->rope_base, &hp->rope_freq_scale)))
-            return s;
+        if ((s = rope_of(c, rp, "rope_parameters", &hp->rope_base, &global))) return s;
         if (gemma && (s = get_num(c, "rope_local_base_freq", 0, 1.0000001, 1e12,
                                   &hp->rope_base_swa)))
             return s;
     } else {
         const json_t *sc = get(c, "rope_scaling");
         if ((s = get_num(c, "rope_theta", 0, 1.0000001, 1e12, &hp->rope_base))) return s;
-        if (sc && (s = rope_of(c, sc, "rope_scaling", &hp->rope_base, &hp->rope_freq_scale)))
-            return s;
+        if (sc && (s = rope_of(c, sc, "rope_scaling", &hp->rope_base, &global))) return s;
         if (gemma && (s = get_num(c, "rope_local_base_freq", 0, 1.0000001, 1e12,
                                   &hp->rope_base_swa)))
             return s;
@@ -185,10 +292,14 @@ static lm_status read_rope(const cfg *c, lm_hparams *hp) {
     if (prf != 1.0f)
         return lm_err_set(c->err, LM_ERR_UNSUPPORTED, "%s: partial_rotary_factor %g not supported",
                           c->what, (double)prf);
-    if (local_scale != 1.0f)
+    if (local.kind != LM_ROPE_SCALING_NONE)
         return lm_err_set(c->err, LM_ERR_UNSUPPORTED,
                           "%s: scaled RoPE on sliding-window layers not supported", c->what);
-    return LM_OK;
+    int32_t top_orig = 0; /* transformers gives a top-level one precedence (not when nested) */
+    if (!nested && global.kind != LM_ROPE_SCALING_NONE &&
+        (s = get_int(c, "original_max_position_embeddings", 0, 1, INT32_MAX, &top_orig)))
+        return s;
+    return rope_resolve(c, &global, top_orig, hp);
 }
 
 /* Which layers slide (gemma3): layer_types, else the sliding_window_pattern rule. */

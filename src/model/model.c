@@ -5,9 +5,27 @@
  *   metadata  "<arch>.block_count", ".embedding_length", ".feed_forward_length",
  *             ".attention.head_count", ".attention.head_count_kv", ".attention.key_length",
  *             ".attention.layer_norm_rms_epsilon", ".rope.freq_base", ".rope.dimension_count",
- *             ".rope.scaling.type"/".factor", ".attention.sliding_window", ".context_length",
- *             ".attn_logit_softcapping", ".final_logit_softcapping"
- *   tensors   token_embd, output_norm, output (absent = tied to token_embd),
+ *             ".attention.sliding_window", ".context_length", ".attn_logit_softcapping",
+ *             ".final_logit_softcapping", and RoPE scaling (arch.h "RoPE scaling"):
+ *             ".rope.scaling.type"   "none", "linear" or "yarn" (others, e.g. "longrope", are
+ *                                    LM_ERR_UNSUPPORTED naming the type)
+ *             ".rope.scaling.factor" linear and yarn factor (or the older ".rope.scale_linear";
+ *                                    absent or 0: 1); with no type a factor means linear
+ *                                    scaling (llama.cpp's default type)
+ *             ".rope.scaling.original_context_length"  yarn (absent: .context_length, as
+ *                                    llama.cpp's n_ctx_orig_yarn)
+ *             ".rope.scaling.yarn_beta_fast" / "_beta_slow" (32 / 1), ".yarn_ext_factor" (1)
+ *             ".rope.scaling.yarn_attn_factor"  yarn: the whole cos/sin factor, as transformers'
+ *                                    attention_factor that llama.cpp's converter writes here
+ *                                    (absent: 0.1 ln(factor) + 1, llama.cpp's and
+ *                                    transformers' default). llama.cpp reads this key only for
+ *                                    some architectures (not llama/qwen), so for a file that
+ *                                    has it lemma follows transformers, not llama.cpp.
+ *             ".rope.scaling.attn_factor"  multiplies the cos/sin factor (any type; 1)
+ *             ".rope.scaling.yarn_log_multiplier"  DeepSeek's mscale_all_dim: refused
+ *   tensors   token_embd, output_norm, output (absent = tied to token_embd), rope_freqs
+ *             (optional, f32 [n_rot/2]: Llama 3's per-pair divisors, written by llama.cpp's
+ *             converter; validated and copied to lm_arch_model.rope_freq_factors),
  *             blk.N.{attn_norm, attn_q, attn_k, attn_v, attn_output, attn_q_norm, attn_k_norm,
  *             post_attention_norm, ffn_norm, ffn_gate, ffn_up, ffn_down, post_ffw_norm}.weight,
  *             blk.N.attn_{q,k,v}.bias
@@ -27,6 +45,10 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+
+#ifndef M_PI
+#define M_PI 3.14159265358979323846
+#endif
 
 typedef struct binder {
     const lm_gguf *g;
@@ -69,6 +91,8 @@ static lm_status meta_f32(binder *b, const char *key, int required, float *out) 
 lm_status lm_arch_defaults(const char *name, size_t len, lm_hparams *hp, lm_err *err) {
     memset(hp, 0, sizeof *hp);
     hp->rope_freq_scale = 1.0f;
+    hp->rope_scale_factor = 1.0f;
+    hp->rope_mscale = 1.0f;
     hp->embd_scale = 1.0f;
     hp->act = LM_ACT_SILU;
     hp->rope_style = LM_ROPE_NORM;
@@ -99,6 +123,113 @@ lm_status lm_arch_defaults(const char *name, size_t len, lm_hparams *hp, lm_err 
                           (int)(len > 64 ? 64 : len), name);
     }
 #undef IS
+    return LM_OK;
+}
+
+static int meta_has(binder *b, const char *key) {
+    char full[160];
+    snprintf(full, sizeof full, "%s.%s", b->arch, key);
+    return lm_gguf_find(b->g, full) >= 0;
+}
+
+/* ".rope.scaling.*" (file header): the scaling kind and its numbers, ranges checked by
+ * lm_hparams_check. n_ctx_train must be read already. */
+static lm_status read_rope_scaling(binder *b, lm_hparams *hp) {
+    lm_status s;
+    char key[160];
+    snprintf(key, sizeof key, "%s.rope.scaling.type", b->arch);
+    const char *ty = "none";
+    size_t tl = 4;
+    if (lm_gguf_find(b->g, key) >= 0 && (s = lm_gguf_get_str(b->g, key, &ty, &tl, b->err)))
+        return s;
+    /* as llama.cpp: the factor also under its old key, 0 = unset, and a factor without a
+     * type is linear scaling */
+    float factor = 0.0f, attn = 1.0f;
+    if ((s = meta_f32(b, "rope.scale_linear", 0, &factor)) ||
+        (s = meta_f32(b, "rope.scaling.factor", 0, &factor)) ||
+        (s = meta_f32(b, "rope.scaling.attn_factor", 0, &attn)))
+        return s;
+    if (factor == 0.0f) factor = 1.0f;
+    if (lm_gguf_find(b->g, key) < 0 && factor != 1.0f) {
+        ty = "linear";
+        tl = 6;
+    }
+    const int none = tl == 4 && !memcmp(ty, "none", 4);
+    const int linear = tl == 6 && !memcmp(ty, "linear", 6);
+    const int yarn = tl == 4 && !memcmp(ty, "yarn", 4);
+    if (!none && !linear && !yarn)
+        return lm_err_set(b->err, LM_ERR_UNSUPPORTED, "model: rope scaling type '%.*s' not "
+                          "supported (none, linear, yarn)", (int)(tl > 32 ? 32 : tl), ty);
+    if (!none && !(factor >= 1.0f && factor <= 1024.0f))
+        return lm_err_set(b->err, LM_ERR_FORMAT, "model: %s.rope.scaling.factor %g", b->arch,
+                          (double)factor);
+    if (!(attn > 0.0f && attn <= 100.0f))
+        return lm_err_set(b->err, LM_ERR_FORMAT, "model: %s.rope.scaling.attn_factor %g",
+                          b->arch, (double)attn);
+    if (meta_has(b, "rope.scaling.yarn_log_multiplier"))
+        return lm_err_set(b->err, LM_ERR_UNSUPPORTED,
+                          "model: %s.rope.scaling.yarn_log_multiplier (DeepSeek's YaRN "
+                          "mscale_all_dim) not supported", b->arch);
+    if (linear) {
+        hp->rope_scaling = LM_ROPE_SCALING_LINEAR;
+        hp->rope_freq_scale = 1.0f / factor;
+    } else if (yarn) {
+        hp->rope_scaling = LM_ROPE_SCALING_YARN;
+        hp->rope_scale_factor = factor;
+        hp->rope_orig_ctx = hp->n_ctx_train;
+        hp->rope_yarn_beta_fast = 32.0f;
+        hp->rope_yarn_beta_slow = 1.0f;
+        hp->rope_yarn_ext_factor = 1.0f;
+        hp->rope_yarn_truncate = 1;
+        float mscale = 0.0f;
+        if ((s = meta_u32(b, "rope.scaling.original_context_length", 0, &hp->rope_orig_ctx)) ||
+            (s = meta_f32(b, "rope.scaling.yarn_beta_fast", 0, &hp->rope_yarn_beta_fast)) ||
+            (s = meta_f32(b, "rope.scaling.yarn_beta_slow", 0, &hp->rope_yarn_beta_slow)) ||
+            (s = meta_f32(b, "rope.scaling.yarn_ext_factor", 0, &hp->rope_yarn_ext_factor)) ||
+            (s = meta_f32(b, "rope.scaling.yarn_attn_factor", 0, &mscale)))
+            return s;
+        if (meta_has(b, "rope.scaling.yarn_attn_factor")) {
+            if (!(mscale > 0.0f && mscale <= 100.0f))
+                return lm_err_set(b->err, LM_ERR_FORMAT,
+                                  "model: %s.rope.scaling.yarn_attn_factor %g", b->arch,
+                                  (double)mscale);
+            hp->rope_mscale = mscale;
+        } else if (hp->rope_yarn_ext_factor != 0.0f) {
+            /* llama.cpp: get_mscale(factor) / (1 + 0.1 ln factor) as the attention factor,
+             * times the (1 + 0.1 ln factor) rope_yarn applies: 0.1 ln(factor) + 1 */
+            hp->rope_mscale = (float)(0.1 * log((double)factor) + 1.0);
+        }
+    }
+    hp->rope_mscale *= attn;
+    return LM_OK;
+}
+
+/* rope_freqs.weight, when present: f32 [n_rot/2] divisors, each finite and > 0, copied to
+ * m->rope_freq_factors (lm_arch_bind applies any yarn ramp on top). */
+static lm_status read_rope_freqs(const lm_gguf *g, lm_arch_model *m, lm_err *err) {
+    const int64_t idx = lm_gguf_find_tensor(g, "rope_freqs.weight");
+    if (idx < 0) return LM_OK;
+    const lm_tensor_info *t = lm_gguf_tensor(g, (uint64_t)idx);
+    const int32_t np = m->hp.n_rot / 2;
+    if (!t || t->dtype != LM_DTYPE_F32)
+        return lm_err_set(err, LM_ERR_FORMAT, "model: tensor 'rope_freqs.weight' is %s, "
+                          "expected f32", t ? lm_dtype_name(t->dtype) : "missing");
+    if (t->n_dims != 1 || t->ne[0] != (uint64_t)np || t->nbytes != (uint64_t)np * 4 || !t->data)
+        return lm_err_set(err, LM_ERR_FORMAT, "model: tensor 'rope_freqs.weight' has %u dims, "
+                          "[%llu], expected [%d] (n_rot / 2)", t->n_dims,
+                          (unsigned long long)t->ne[0], np);
+    float *f = lm_calloc((size_t)np, sizeof(float));
+    if (!f) return lm_err_set(err, LM_ERR_NOMEM, "model: rope_freqs");
+    memcpy(f, t->data, (size_t)np * sizeof(float));
+    for (int32_t p = 0; p < np; p++)
+        if (!(isfinite(f[p]) && f[p] > 0.0f)) {
+            lm_status s = lm_err_set(err, LM_ERR_FORMAT, "model: rope_freqs.weight[%d] = %g, "
+                                     "expected a positive number", p, (double)f[p]);
+            lm_free(f);
+            return s;
+        }
+    m->rope_freq_factors = f;
+    m->hp.rope_freqs_in_file = 1;
     return LM_OK;
 }
 
@@ -144,27 +275,7 @@ static lm_status read_hparams(binder *b, lm_hparams *hp) {
         return lm_err_set(b->err, LM_ERR_FORMAT, "model: bad eps %g / rope base %g / softcap",
                           (double)hp->norm_eps, (double)hp->rope_base);
 
-    /* linear RoPE scaling; other kinds (YaRN, llama3 rope_freqs) are not done yet */
-    char key[160];
-    snprintf(key, sizeof key, "%s.rope.scaling.type", b->arch);
-    if (lm_gguf_find(b->g, key) >= 0) {
-        const char *ty;
-        size_t tl;
-        if ((s = lm_gguf_get_str(b->g, key, &ty, &tl, b->err))) return s;
-        float factor = 1.0f;
-        if ((s = meta_f32(b, "rope.scaling.factor", 0, &factor))) return s;
-        if (tl == 6 && !memcmp(ty, "linear", 6)) {
-            if (!(factor >= 1.0f && factor <= 1024.0f))
-                return lm_err_set(b->err, LM_ERR_FORMAT, "model: rope scaling factor %g",
-                                  (double)factor);
-            hp->rope_freq_scale = 1.0f / factor;
-        } else if (!(tl == 4 && !memcmp(ty, "none", 4))) {
-            return lm_err_set(b->err, LM_ERR_UNSUPPORTED, "model: rope scaling '%.*s'",
-                              (int)(tl > 32 ? 32 : tl), ty);
-        }
-    }
-    if (lm_gguf_find_tensor(b->g, "rope_freqs.weight") >= 0)
-        return lm_err_set(b->err, LM_ERR_UNSUPPORTED, "model: rope_freqs (llama3 scaling)");
+    if ((s = read_rope_scaling(b, hp))) return s;
 
     hp->attn_scale = 1.0f / sqrtf((float)hp->head_dim);
     if (hp->arch == LM_ARCH_GEMMA3) {
@@ -219,11 +330,43 @@ lm_status lm_arch_from_gguf(const lm_gguf *g, lm_arch_model *m, lm_err *err) {
     snprintf(arch, sizeof arch, "%.*s", (int)al, an);
     binder b = {g, arch, err};
     if ((s = read_hparams(&b, hp))) return s;
+    if ((s = read_rope_freqs(g, m, err))) return s; /* owned by m: lm_arch_bind frees it on
+                                                      failure */
     lm_bind_opts o = {-1, 0, NULL, NULL};
     return lm_arch_bind(m, gguf_find, g, &k_gguf_names, &o, err);
 }
 
 /* ---- shared by every format ------------------------------------------------------------- */
+
+/* Ranges of the RoPE scaling fields (whichever binder filled them). */
+static lm_status rope_scaling_check(const lm_hparams *hp, lm_err *err) {
+    const int k = (int)hp->rope_scaling;
+    if (k < LM_ROPE_SCALING_NONE || k > LM_ROPE_SCALING_LLAMA3)
+        return lm_err_set(err, LM_ERR_FORMAT, "model: rope scaling kind %d", k);
+    if (!(hp->rope_mscale > 0.0f && hp->rope_mscale <= 100.0f))
+        return lm_err_set(err, LM_ERR_FORMAT, "model: rope cos/sin factor %g",
+                          (double)hp->rope_mscale);
+    if (k != LM_ROPE_SCALING_YARN && k != LM_ROPE_SCALING_LLAMA3) return LM_OK;
+    if (!(hp->rope_scale_factor >= 1.0f && hp->rope_scale_factor <= 1024.0f) ||
+        hp->rope_orig_ctx <= 0)
+        return lm_err_set(err, LM_ERR_FORMAT, "model: rope scaling factor %g, original "
+                          "context %d", (double)hp->rope_scale_factor, hp->rope_orig_ctx);
+    if (k == LM_ROPE_SCALING_YARN &&
+        (!(hp->rope_yarn_beta_fast > 0.0f && hp->rope_yarn_beta_fast < 1e6f) ||
+         !(hp->rope_yarn_beta_slow > 0.0f && hp->rope_yarn_beta_slow < 1e6f) ||
+         !(hp->rope_yarn_ext_factor >= 0.0f && hp->rope_yarn_ext_factor <= 1.0f)))
+        return lm_err_set(err, LM_ERR_FORMAT, "model: yarn beta_fast %g, beta_slow %g, "
+                          "ext_factor %g", (double)hp->rope_yarn_beta_fast,
+                          (double)hp->rope_yarn_beta_slow, (double)hp->rope_yarn_ext_factor);
+    if (k == LM_ROPE_SCALING_LLAMA3 &&
+        (!(hp->rope_llama3_low_freq > 0.0f && hp->rope_llama3_low_freq < 1e6f) ||
+         !(hp->rope_llama3_high_freq > 0.0f && hp->rope_llama3_high_freq < 1e6f) ||
+         hp->rope_llama3_high_freq == hp->rope_llama3_low_freq))
+        return lm_err_set(err, LM_ERR_FORMAT, "model: llama3 rope low_freq_factor %g, "
+                          "high_freq_factor %g", (double)hp->rope_llama3_low_freq,
+                          (double)hp->rope_llama3_high_freq);
+    return LM_OK;
+}
 
 lm_status lm_hparams_check(const lm_hparams *hp, lm_err *err) {
     if (hp->n_layer <= 0 || hp->n_layer > LM_MAX_LAYERS || hp->n_embd <= 0 ||
@@ -252,6 +395,59 @@ lm_status lm_hparams_check(const lm_hparams *hp, lm_err *err) {
         (hp->sliding_window > 0 && !(hp->rope_base_swa > 1.0f)))
         return lm_err_set(err, LM_ERR_FORMAT, "model: sliding window %d, period %d, base %g",
                           hp->sliding_window, hp->swa_period, (double)hp->rope_base_swa);
+    return rope_scaling_check(hp, err);
+}
+
+/* The per-pair divisors of the global layers' angles (arch.h "RoPE scaling"): the file's
+ * rope_freqs (already in m->rope_freq_factors), times Llama 3's or YaRN's. */
+static lm_status rope_factors(lm_arch_model *m, lm_err *err) {
+    const lm_hparams *hp = &m->hp;
+    const int32_t nr = hp->n_rot, np = nr / 2;
+    if (hp->rope_scaling != LM_ROPE_SCALING_YARN && hp->rope_scaling != LM_ROPE_SCALING_LLAMA3)
+        return LM_OK;
+    if (!m->rope_freq_factors) {
+        m->rope_freq_factors = lm_calloc((size_t)np, sizeof(float));
+        if (!m->rope_freq_factors) return lm_err_set(err, LM_ERR_NOMEM, "model: rope factors");
+        for (int32_t p = 0; p < np; p++) m->rope_freq_factors[p] = 1.0f;
+    }
+    const double factor = hp->rope_scale_factor, orig = hp->rope_orig_ctx;
+    if (hp->rope_scaling == LM_ROPE_SCALING_LLAMA3) {
+        /* in float, as transformers (torch float32) and llama.cpp's converter compute it */
+        const float lo = hp->rope_llama3_low_freq, hi = hp->rope_llama3_high_freq;
+        const float lo_wavelen = (float)(orig / lo), hi_wavelen = (float)(orig / hi);
+        for (int32_t p = 0; p < np; p++) {
+            const float inv = 1.0f / powf(hp->rope_base, (float)(2 * p) / (float)nr);
+            const float wavelen = (float)(2.0 * M_PI) / inv;
+            float div = 1.0f;
+            if (wavelen < hi_wavelen) {
+                div = 1.0f;
+            } else if (wavelen > lo_wavelen) {
+                div = (float)factor;
+            } else {
+                const float sm = ((float)orig / wavelen - lo) / (hi - lo);
+                div = 1.0f / ((1.0f - sm) / (float)factor + sm);
+            }
+            m->rope_freq_factors[p] *= div;
+        }
+        return LM_OK;
+    }
+    /* YaRN: correction range in double (math.log), ramp in float (torch float32) */
+    const double two_ln_base = 2.0 * log((double)hp->rope_base);
+    double low = nr * log(orig / (hp->rope_yarn_beta_fast * 2.0 * M_PI)) / two_ln_base;
+    double high = nr * log(orig / (hp->rope_yarn_beta_slow * 2.0 * M_PI)) / two_ln_base;
+    if (hp->rope_yarn_truncate) {
+        low = floor(low);
+        high = ceil(high);
+    }
+    low = fmax(low, 0.0);
+    high = fmin(high, (double)(nr - 1));
+    if (low == high) high += 0.001; /* transformers' guard against a zero-width ramp */
+    for (int32_t p = 0; p < np; p++) {
+        float ramp = (float)(((double)p - low) / (high - low));
+        ramp = ramp < 0.0f ? 0.0f : ramp > 1.0f ? 1.0f : ramp;
+        const double e = (double)(1.0f - ramp) * hp->rope_yarn_ext_factor;
+        m->rope_freq_factors[p] *= (float)(1.0 / ((1.0 - e) / factor + e));
+    }
     return LM_OK;
 }
 
@@ -430,7 +626,7 @@ lm_status lm_arch_bind(lm_arch_model *m, lm_tensor_find_fn find, const void *ctx
             L->is_swa = hp->sliding_window > 0 && hp->swa_period > 0 &&
                         (il + 1) % hp->swa_period != 0;
     }
-    if ((s = own_vectors(m, err))) goto fail;
+    if ((s = own_vectors(m, err)) || (s = rope_factors(m, err))) goto fail;
     return LM_OK;
 fail:
     lm_arch_free(m);
@@ -441,5 +637,6 @@ void lm_arch_free(lm_arch_model *m) {
     if (!m) return;
     lm_free(m->layers);
     lm_free(m->owned);
+    lm_free(m->rope_freq_factors);
     memset(m, 0, sizeof *m);
 }

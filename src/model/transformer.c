@@ -92,11 +92,14 @@ static lm_status attention_block(lm_backend *be, const lm_arch_model *m, const l
     if (L->k_norm.data)
         TRY(op->rmsnorm(be, b->k, b->k, &L->k_norm, n * hp->n_head_kv, D, hp->norm_eps, err));
 
-    lm_rope_params rp = {hp->rope_style, hp->n_rot, hp->rope_base, hp->rope_freq_scale};
+    lm_rope_params rp = {hp->rope_style,      hp->n_rot,           hp->rope_base,
+                         hp->rope_freq_scale, m->rope_freq_factors, hp->rope_mscale};
     if (L->is_swa) {
         /* Gemma's local layers use their own base and no context scaling */
         rp.base = hp->rope_base_swa;
         rp.freq_scale = 1.0f;
+        rp.freq_factors = NULL;
+        rp.mscale = 1.0f;
     }
     TRY(op->rope(be, b->q, n, hp->n_head, D, pos0, &rp, err));
     TRY(op->rope(be, b->k, n, hp->n_head_kv, D, pos0, &rp, err));

@@ -4,8 +4,10 @@
  * Numerics follow what the reference runtimes do, so that greedy output matches them:
  *   - GELU goes through an f16 table (f16 in, f16 out), as llama.cpp's CPU backend does;
  *   - RMS norm sums squares in double, then scales by 1/sqrt(mean + eps) in float;
- *   - RoPE angles are theta_i = pos * freq_scale * base^(-2i/n_rot), built by repeated float
- *     multiplication by base^(-2/n_rot) (as llama.cpp's cache does), cos/sin in float;
+ *   - RoPE angles are theta_i = freq_scale * (pos * base^(-2i/n_rot)) / freq_factors[i], the
+ *     product in parentheses built by repeated float multiplication by base^(-2/n_rot), then
+ *     divided and scaled in that order (as llama.cpp's rope cache and rope_yarn do); cos/sin
+ *     in float, times mscale;
  *   - attention rounds q to f16 before q·k, because K lives in the cache as f16 and the
  *     reference (llama.cpp) converts q to K's type for that dot product; the softmax is f32
  *     (sum in double), and its probabilities are rounded to f16 before they weight V (the
@@ -122,12 +124,17 @@ void lm_cpu_rope(float *x, int64_t n, int32_t n_head, int32_t head_dim, int64_t 
                  const lm_rope_params *rp) {
     const int32_t nr = rp->n_rot;
     const float theta_scale = powf(rp->base, -2.0f / (float)nr);
+    const float *ff = rp->freq_factors;
+    /* multiplying by 1.0f and skipping the division keep plain RoPE bit-identical to the
+     * unscaled formula */
+    const float ms = rp->mscale > 0.0f ? rp->mscale : 1.0f;
     float cs[2 * 512]; /* (cos, sin) per rotated pair; n_rot <= 1024 is checked at bind time */
     for (int64_t i = 0; i < n; i++) {
-        float theta = (float)(pos0 + i) * rp->freq_scale;
+        float theta = (float)(pos0 + i); /* pos * base^(-2p/n_rot), p = 0, 1, ... */
         for (int32_t p = 0; p < nr / 2; p++) {
-            cs[2 * p] = cosf(theta);
-            cs[2 * p + 1] = sinf(theta);
+            const float t = rp->freq_scale * (ff ? theta / ff[p] : theta);
+            cs[2 * p] = cosf(t) * ms;
+            cs[2 * p + 1] = sinf(t) * ms;
             theta *= theta_scale;
         }
         for (int32_t h = 0; h < n_head; h++) {
