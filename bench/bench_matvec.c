@@ -10,6 +10,13 @@
  *   matvec_hot_1t: the same kernels on a 1 MiB matrix that stays in L2 (one thread): the
  *              compute ceiling, which shows whether a format can keep up with memory at all.
  *   prefill:   n = 64 activation rows against a 1024 × 4096 matrix, GFLOP/s (2·rows·K·n / s).
+ *   models:    the weight shapes of the two real models (SmolLM2-135M Q4_1, Gemma-3-270M Q4_K_M):
+ *              decode = one token's matmuls over every layer's own weights (streamed from
+ *              memory, the shared-input projections through lm_matmul_multi, as the engine
+ *              calls them) plus the output head, ms per token and GB/s per weight format (a
+ *              multi call of mixed formats counts under its first: Gemma's Q/K/V as q5_0);
+ *              prefill = n = 512 through two layers, GFLOP/s per weight format. 1 and 2
+ *              threads. --no-models skips it; --models-only runs only it.
  * Each figure is the best of several timed repetitions after a warm-up (the spread is given as
  * the median next to it). The SIMD level is the active one (LM_CPU=scalar|avx2|avx512 lowers it;
  * --level X sets it). --quick shrinks the matrices for a smoke run.
@@ -145,6 +152,146 @@ static void fill_weights(lm_dtype t, uint8_t *w, size_t bytes, int64_t elems) {
     }
 }
 
+/* ---------------------------------------------------------------- model-shaped runs */
+
+typedef struct {
+    lm_dtype t;
+    int64_t rows, K;
+    int grp; /* consecutive matrices with the same grp > 0 share one lm_matmul_multi call */
+} shape;
+
+typedef struct {
+    const char *name;
+    int layers;
+    shape L[7];
+    lm_dtype alt6; /* ffn_down alternates with this type in odd layers (Gemma: q4_K / q6_K) */
+    shape head;
+} model_shapes;
+
+static const model_shapes k_models[2] = {
+    {"smollm2-135m-q4_1", 30,
+     {{LM_DTYPE_Q4_1, 576, 576, 1}, {LM_DTYPE_Q4_1, 192, 576, 1}, {LM_DTYPE_Q4_1, 192, 576, 1},
+      {LM_DTYPE_Q4_1, 576, 576, 0}, {LM_DTYPE_Q4_1, 1536, 576, 2},
+      {LM_DTYPE_Q4_1, 1536, 576, 2}, {LM_DTYPE_Q4_1, 576, 1536, 0}},
+     LM_DTYPE_Q4_1, {LM_DTYPE_Q8_0, 49152, 576, 0}},
+    {"gemma-3-270m-q4_k_m", 18,
+     {{LM_DTYPE_Q5_0, 1024, 640, 1}, {LM_DTYPE_Q5_0, 256, 640, 1}, {LM_DTYPE_Q8_0, 256, 640, 1},
+      {LM_DTYPE_Q4_K, 640, 1024, 0}, {LM_DTYPE_Q5_0, 2048, 640, 2},
+      {LM_DTYPE_Q5_0, 2048, 640, 2}, {LM_DTYPE_Q6_K, 640, 2048, 0}},
+     LM_DTYPE_Q4_K, {LM_DTYPE_Q8_0, 262144, 640, 0}},
+};
+
+static void fill_weights(lm_dtype t, uint8_t *w, size_t bytes, int64_t elems);
+
+/* One pass over nl layers (+ the head when head != NULL): per-type seconds in secs[type]. */
+static void model_pass(lm_threadpool *tp, const model_shapes *ms, int nl, uint8_t *const *W,
+                       const uint8_t *head, const float *X, int64_t n, float *const *Y,
+                       float *yh, double *secs) {
+    for (int l = 0; l < nl; l++) {
+        int m = 0;
+        while (m < 7) {
+            lm_matmul_item it[4];
+            int c = 0;
+            do {
+                const shape *b = &ms->L[m + c];
+                lm_dtype t = m + c == 6 && (l & 1) ? ms->alt6 : b->t;
+                it[c] = (lm_matmul_item){t, W[l * 7 + m + c], b->rows, Y[m + c]};
+                c++;
+            } while (ms->L[m].grp && m + c < 7 && ms->L[m + c].grp == ms->L[m].grp);
+            double t0 = now_s();
+            lm_matmul_multi(tp, it, c, ms->L[m].K, X, n, NULL);
+            double dt = now_s() - t0;
+            /* a multi call of mixed types is charged to its first item's type */
+            secs[it[0].wtype] += dt;
+            m += c;
+        }
+    }
+    if (head) {
+        double t0 = now_s();
+        lm_matmul(tp, ms->head.t, head, ms->head.rows, ms->head.K, X, 1, yh, NULL);
+        secs[ms->head.t + LM_DTYPE_GGML_COUNT] += now_s() - t0;
+    }
+}
+
+/* Decode (n = 1, all layers and the head) and prefill (n = 512, two layers) of one model. */
+static int bench_model(const model_shapes *ms, lm_threadpool *tp2, int quick, int last) {
+    const int nl = quick ? 4 : ms->layers;
+    uint8_t **W = calloc((size_t)nl * 7, sizeof *W);
+    double bytes[2 * LM_DTYPE_GGML_COUNT] = {0}, flop[LM_DTYPE_GGML_COUNT] = {0};
+    const int64_t np = 512;
+    for (int l = 0; l < nl; l++)
+        for (int m = 0; m < 7; m++) {
+            const shape *a = &ms->L[m];
+            lm_dtype t = m == 6 && (l & 1) ? ms->alt6 : a->t;
+            size_t sz = lm_dtype_row_size(t, a->K) * (size_t)a->rows;
+            W[l * 7 + m] = malloc(sz);
+            if (!W[l * 7 + m]) return -1;
+            fill_weights(t, W[l * 7 + m], sz, a->rows * a->K);
+            /* counted where model_pass charges the time: the first format of a multi call */
+            int g0 = m;
+            while (a->grp && g0 > 0 && ms->L[g0 - 1].grp == a->grp) g0--;
+            const lm_dtype tc = g0 == 6 && (l & 1) ? ms->alt6 : ms->L[g0].t;
+            bytes[tc] += (double)sz;
+            if (l < 2) flop[tc] += 2.0 * (double)a->rows * (double)a->K * (double)np;
+        }
+    size_t hsz = lm_dtype_row_size(ms->head.t, ms->head.K) * (size_t)ms->head.rows;
+    uint8_t *head = malloc(hsz);
+    float *X = malloc((size_t)(2048 * np) * sizeof(float)), *Y[7];
+    float *yh = malloc((size_t)ms->head.rows * sizeof(float));
+    if (!head || !X || !yh) return -1;
+    fill_weights(ms->head.t, head, hsz, ms->head.rows * ms->head.K);
+    bytes[ms->head.t + LM_DTYPE_GGML_COUNT] = (double)hsz;
+    for (int64_t i = 0; i < 2048 * np; i++) X[i] = rndf();
+    for (int m = 0; m < 7; m++) Y[m] = malloc((size_t)(ms->L[m].rows * np) * sizeof(float));
+    printf("    {\"model\": \"%s\", \"layers\": %d", ms->name, nl);
+    for (int th = 1; th <= 2; th++) {
+        lm_threadpool *tp = th == 2 ? tp2 : NULL;
+        /* decode: best pass of reps (each pass streams all the weights once) */
+        double best[2 * LM_DTYPE_GGML_COUNT], tot = 1e30;
+        for (int i = 0; i < 2 * LM_DTYPE_GGML_COUNT; i++) best[i] = 1e30;
+        for (int r = 0; r < (quick ? 3 : 20) + 1; r++) {
+            double secs[2 * LM_DTYPE_GGML_COUNT] = {0}, sum = 0;
+            model_pass(tp, ms, nl, W, head, X, 1, Y, yh, secs);
+            if (r == 0) continue;
+            for (int i = 0; i < 2 * LM_DTYPE_GGML_COUNT; i++) {
+                sum += secs[i];
+                if (secs[i] > 0 && secs[i] < best[i]) best[i] = secs[i];
+            }
+            if (sum < tot) tot = sum;
+        }
+        printf(",\n     \"decode_%dt\": {\"ms_per_token\": %.3f", th, tot * 1e3);
+        for (int i = 0; i < 2 * LM_DTYPE_GGML_COUNT; i++)
+            if (bytes[i] > 0 && best[i] < 1e29)
+                printf(", \"%s%s_GBps\": %.2f", lm_dtype_name((lm_dtype)(i % LM_DTYPE_GGML_COUNT)),
+                       i >= LM_DTYPE_GGML_COUNT ? "_head" : "", bytes[i] / best[i] / 1e9);
+        printf("}");
+        /* prefill: two layers, n = 512 */
+        double pb[LM_DTYPE_GGML_COUNT], ptot = 1e30;
+        for (int i = 0; i < LM_DTYPE_GGML_COUNT; i++) pb[i] = 1e30;
+        for (int r = 0; r < (quick ? 1 : 3) + 1; r++) {
+            double secs[2 * LM_DTYPE_GGML_COUNT] = {0}, sum = 0;
+            model_pass(tp, ms, 2, W, NULL, X, np, Y, yh, secs);
+            if (r == 0) continue;
+            for (int i = 0; i < LM_DTYPE_GGML_COUNT; i++) {
+                sum += secs[i];
+                if (secs[i] > 0 && secs[i] < pb[i]) pb[i] = secs[i];
+            }
+            if (sum < ptot) ptot = sum;
+        }
+        printf(",\n     \"prefill512_2layers_%dt\": {\"ms\": %.2f", th, ptot * 1e3);
+        for (int i = 0; i < LM_DTYPE_GGML_COUNT; i++)
+            if (flop[i] > 0 && pb[i] < 1e29)
+                printf(", \"%s_GFLOPs\": %.1f", lm_dtype_name((lm_dtype)i), flop[i] / pb[i] / 1e9);
+        printf("}");
+        fflush(stdout);
+    }
+    printf("}%s\n", last ? "" : ",");
+    for (int i = 0; i < nl * 7; i++) free(W[i]);
+    free(W), free(head), free(X), free(yh);
+    for (int m = 0; m < 7; m++) free(Y[m]);
+    return 0;
+}
+
 /* Best and median seconds of lm_matmul over reps runs. */
 static int time_matmul(lm_threadpool *tp, lm_dtype t, const void *W, int64_t rows, int64_t K,
                        const float *X, int64_t n, float *Y, int reps, double *best,
@@ -168,9 +315,11 @@ static int time_matmul(lm_threadpool *tp, lm_dtype t, const void *W, int64_t row
 }
 
 int main(int argc, char **argv) {
-    int quick = 0;
+    int quick = 0, models = 1, only_models = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0) quick = 1;
+        else if (strcmp(argv[i], "--no-models") == 0) models = 0;
+        else if (strcmp(argv[i], "--models-only") == 0) only_models = 1;
         else if (strcmp(argv[i], "--level") == 0 && i + 1 < argc) {
             const char *l = argv[++i];
             lm_cpu_level lv = strcmp(l, "scalar") == 0 ? LM_CPU_SCALAR
@@ -195,6 +344,15 @@ int main(int argc, char **argv) {
 
     lm_threadpool *tp2 = NULL;
     if (lm_threadpool_create(2, &tp2, NULL) != LM_OK) return 1;
+    if (only_models) {
+        printf("{\n  \"bench\": \"matvec\",\n  \"level\": \"%s\",\n  \"models\": [\n",
+               lm_cpu_level_name(lm_cpu_level_get()));
+        for (int i = 0; i < 2; i++)
+            if (bench_model(&k_models[i], tp2, quick, i == 1)) return 1;
+        printf("  ]\n}\n");
+        lm_threadpool_free(tp2);
+        return 0;
+    }
 
     /* machine bandwidth */
     float *a = malloc(big), *b = malloc(big);
@@ -331,7 +489,14 @@ int main(int argc, char **argv) {
         fflush(stdout);
         free(W), free(X), free(Y);
     }
-    printf("  ]\n}\n");
+    printf("  ]");
+    if (models) {
+        printf(",\n  \"models\": [\n");
+        for (int i = 0; i < 2; i++)
+            if (bench_model(&k_models[i], tp2, quick, i == 1)) return 1;
+        printf("  ]");
+    }
+    printf("\n}\n");
     lm_threadpool_free(tp2);
     return 0;
 }

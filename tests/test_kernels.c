@@ -5,7 +5,9 @@
  *   - the scalar reference dot (vec_dot_ref.c) equals the double-precision dot of
  *     lm_dequant_row(weights) and lm_dequant_row(quantized activations);
  *   - lm_matmul at every available level, 1 and 2 threads, equals the reference on random data
- *     of many shapes (K = block × {1, 2, 3, 7, 33}, odd row counts, n in {1, 2, 5, 17});
+ *     of many shapes (K = block × {1, 2, 3, 7, 33} and 576 / 640 / 1536 / 2048, rows 1..9 and
+ *     37, n in {1, 2, 3, 4, 5, 9, 17}), the two thread counts bit-identically;
+ *   - lm_matmul_multi over weights of different formats equals separate lm_matmul calls;
  *   - lm_matmul_mlx equals the dequantized dot;
  *   - bad arguments are errors.
  * Tolerance (docs/kernels.md): |got - want| <= 1e-5 · Σ|w_i||x_i| + 1e-6, where w and x are the
@@ -176,49 +178,65 @@ static void test_ref_vs_dequant(void) {
     }
 }
 
-/* lm_matmul at every level and thread count vs the reference, many shapes. */
+/* lm_matmul at every level and thread count vs the reference, many shapes: K of 1, 2, 3, 7 and
+ * 33 blocks and the real models' widths (576, 640, 1536, 2048: block-pair tails, groups of 8
+ * blocks, K-quant super-blocks), every row count 1..9 (tails of the 4-row kernels) and 37, n = 1
+ * (decode kernels), 2..5, 9 and 17 (packed prefill kernels: activation tiles of 4 and tails). The
+ * 1- and 2-thread results must be bit-identical (the tiling never depends on the thread
+ * count). */
 static void test_matmul_levels(void) {
     const lm_cpu_level max = lm_cpu_features_get()->max_level;
     const int mults[] = {1, 2, 3, 7, 33};
-    const int64_t rowsv[] = {1, 3, 7, 37};
-    const int64_t nv[] = {1, 2, 5, 17};
+    const int64_t wide[] = {576, 640, 1536, 2048};
+    const int64_t rowsv[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 37};
+    const int64_t nv[] = {1, 2, 3, 4, 5, 9, 17};
+    const size_t n_rows = sizeof rowsv / sizeof rowsv[0], n_n = sizeof nv / sizeof nv[0];
+    enum { RMAX = 37, NMAX = 17 };
     lm_threadpool *tp2 = NULL;
     T_REQUIRE(lm_threadpool_create(2, &tp2, NULL) == LM_OK, "pool");
     long checked = 0;
     for (size_t ti = 0; ti < N_TYPES; ti++) {
         lm_dtype t = k_types[ti];
         const int64_t bs = lm_dtype_get(t)->block_size;
-        const int nk = bs == 1 ? 8 : 5;
+        const int nk = bs == 1 ? 8 : 9;
         for (int ki = 0; ki < nk; ki++) {
             /* float formats: also lengths that end mid-vector */
             const int64_t fk[] = {1, 2, 3, 7, 33, 64, 100, 257};
-            int64_t K = bs == 1 ? fk[ki] : bs * mults[ki];
-            for (size_t ri = 0; ri < 4; ri++)
-                for (size_t ni = 0; ni < 4; ni++) {
+            int64_t K = bs == 1 ? fk[ki] : ki < 5 ? bs * mults[ki] : wide[ki - 5];
+            if (K % bs) continue; /* 576 and 640 are not K-quant widths */
+            /* RMAX weight rows and NMAX activation rows, their reference dots and magnitudes;
+             * each shape below uses the first rows / n of them */
+            size_t wr = lm_dtype_row_size(t, K);
+            size_t ar = lm_cpu_act_type(t) == LM_DTYPE_F32
+                            ? (size_t)K * 4
+                            : lm_dtype_row_size(lm_cpu_act_type(t), K);
+            uint8_t *W = malloc(wr * RMAX), *A = malloc(ar * NMAX);
+            float *X = malloc(K * NMAX * 4), *Y = malloc(RMAX * NMAX * 4);
+            float *Y1 = malloc(RMAX * NMAX * 4);
+            float *want = malloc(RMAX * NMAX * 4), *mag = malloc(RMAX * NMAX * 4);
+            float *wd = malloc(K * 4 * RMAX), *xd = malloc(K * 4 * NMAX);
+            for (int64_t r = 0; r < RMAX; r++) {
+                make_weights(t, W + r * wr, K, (int)((r + ki) & 1));
+                lm_dequant_row(t, W + r * wr, wd + r * K, K);
+            }
+            rand_floats(X, K * NMAX, 1.0f);
+            for (int64_t j = 0; j < NMAX; j++) act_of(t, X + j * K, K, A + j * ar, xd + j * K);
+            for (int64_t j = 0; j < NMAX; j++)
+                for (int64_t r = 0; r < RMAX; r++) {
+                    want[j * RMAX + r] = lm_vec_dot_ref(t, K, W + r * wr, A + j * ar);
+                    double sm = 0;
+                    for (int64_t i = 0; i < K; i++)
+                        sm += fabs((double)wd[r * K + i] * xd[j * K + i]);
+                    mag[j * RMAX + r] = (float)sm;
+                }
+            for (size_t ri = 0; ri < n_rows; ri++)
+                for (size_t ni = 0; ni < n_n; ni++) {
                     int64_t rows = rowsv[ri], n = nv[ni];
-                    if (K * rows * n > 3000000) continue;
-                    size_t wr = lm_dtype_row_size(t, K);
-                    size_t ar = lm_cpu_act_type(t) == LM_DTYPE_F32
-                                    ? (size_t)K * 4
-                                    : lm_dtype_row_size(lm_cpu_act_type(t), K);
-                    uint8_t *W = malloc(wr * rows), *A = malloc(ar * n);
-                    float *X = malloc(K * n * 4), *Y = malloc(rows * n * 4);
-                    float *want = malloc(rows * n * 4), *mag = malloc(rows * n * 4);
-                    float *wd = malloc(K * 4 * rows), *xd = malloc(K * 4 * n);
-                    for (int64_t r = 0; r < rows; r++) {
-                        make_weights(t, W + r * wr, K, (int)((r + ki) & 1));
-                        lm_dequant_row(t, W + r * wr, wd + r * K, K);
-                    }
-                    rand_floats(X, K * n, 1.0f);
-                    for (int64_t j = 0; j < n; j++) act_of(t, X + j * K, K, A + j * ar, xd + j * K);
-                    for (int64_t j = 0; j < n; j++)
-                        for (int64_t r = 0; r < rows; r++) {
-                            want[j * rows + r] = lm_vec_dot_ref(t, K, W + r * wr, A + j * ar);
-                            double s = 0;
-                            for (int64_t i = 0; i < K; i++)
-                                s += fabs((double)wd[r * K + i] * xd[j * K + i]);
-                            mag[j * rows + r] = (float)s;
-                        }
+                    /* the wide shapes: fewer combinations (they test the kernels' inner loops,
+                     * the narrow ones the tails) */
+                    if (ki >= 5 && (rows % 2 == 0 || n == 2 || n == 4) && rows != 4 &&
+                        rows != 8)
+                        continue;
                     for (int lv = 0; lv <= (int)max; lv++) {
                         lm_cpu_set_level((lm_cpu_level)lv, NULL);
                         for (int th = 1; th <= 2; th++) {
@@ -230,26 +248,80 @@ static void test_matmul_levels(void) {
                             T_CHECK(st == LM_OK, "%s: %s", lm_dtype_name(t), e.msg);
                             int bad = 0;
                             for (int64_t i = 0; i < rows * n && !bad; i++) {
-                                double tol = 1e-5 * mag[i] + 1e-6;
-                                if (!(fabs((double)Y[i] - want[i]) <= tol)) {
+                                const int64_t ref = (i / rows) * RMAX + i % rows;
+                                double tol = 1e-5 * mag[ref] + 1e-6;
+                                if (!(fabs((double)Y[i] - want[ref]) <= tol)) {
                                     bad = 1;
                                     T_CHECK(0, "%s level %s th %d K %lld rows %lld n %lld [%lld]:"
                                             " got %.9g want %.9g tol %g", lm_dtype_name(t),
                                             lm_cpu_level_name((lm_cpu_level)lv), th,
                                             (long long)K, (long long)rows, (long long)n,
-                                            (long long)i, Y[i], want[i], tol);
+                                            (long long)i, Y[i], want[ref], tol);
                                 }
                             }
+                            if (th == 1) memcpy(Y1, Y, (size_t)(rows * n) * 4);
+                            else
+                                T_CHECK(memcmp(Y1, Y, (size_t)(rows * n) * 4) == 0,
+                                        "%s level %s K %lld rows %lld n %lld: 1 and 2 threads "
+                                        "differ", lm_dtype_name(t),
+                                        lm_cpu_level_name((lm_cpu_level)lv), (long long)K,
+                                        (long long)rows, (long long)n);
                             checked++;
                         }
                     }
-                    free(W), free(A), free(X), free(Y), free(want), free(mag), free(wd), free(xd);
                 }
+            free(W), free(A), free(X), free(Y), free(Y1), free(want), free(mag), free(wd), free(xd);
         }
     }
     lm_cpu_set_level(max, NULL);
     lm_threadpool_free(tp2);
     fprintf(stderr, "  %ld matmul configurations checked\n", checked);
+}
+
+/* lm_matmul_multi with weights of different formats (sharing some activation layouts: Q5_0
+ * and Q8_0 both take Q8_0, Q4_K takes Q8_K) equals separate lm_matmul calls bit for bit, for
+ * decode and prefill shapes and 1 and 2 threads. */
+static void test_matmul_multi_mixed(void) {
+    const lm_dtype ts[] = {LM_DTYPE_Q5_0, LM_DTYPE_Q8_0, LM_DTYPE_Q4_K, LM_DTYPE_Q4_1};
+    const int64_t rows[] = {13, 6, 9, 4}, K = 512;
+    const int64_t nv[] = {1, 3, 6};
+    lm_threadpool *tp2 = NULL;
+    T_REQUIRE(lm_threadpool_create(2, &tp2, NULL) == LM_OK, "pool");
+    uint8_t *W[4];
+    float *Ym[4], *Ys[4];
+    float *X = malloc(K * 6 * 4);
+    rand_floats(X, K * 6, 1.0f);
+    for (int i = 0; i < 4; i++) {
+        size_t wr = lm_dtype_row_size(ts[i], K);
+        W[i] = malloc(wr * rows[i]);
+        for (int64_t r = 0; r < rows[i]; r++) make_weights(ts[i], W[i] + r * wr, K, (int)(r & 1));
+        Ym[i] = malloc(rows[i] * 6 * 4);
+        Ys[i] = malloc(rows[i] * 6 * 4);
+    }
+    for (int lv = 0; lv <= (int)lm_cpu_features_get()->max_level; lv++) {
+        lm_cpu_set_level((lm_cpu_level)lv, NULL);
+        for (int ni = 0; ni < 3; ni++)
+            for (int th = 1; th <= 2; th++) {
+                lm_threadpool *tp = th == 2 ? tp2 : NULL;
+                const int64_t n = nv[ni];
+                lm_matmul_item it[4];
+                for (int i = 0; i < 4; i++) {
+                    it[i] = (lm_matmul_item){ts[i], W[i], rows[i], Ym[i]};
+                    T_CHECK(lm_matmul(tp, ts[i], W[i], rows[i], K, X, n, Ys[i], NULL) == LM_OK,
+                            "matmul");
+                }
+                T_CHECK(lm_matmul_multi(tp, it, 4, K, X, n, NULL) == LM_OK, "multi");
+                for (int i = 0; i < 4; i++)
+                    T_CHECK(memcmp(Ym[i], Ys[i], (size_t)(rows[i] * n) * 4) == 0,
+                            "level %s n %lld th %d: %s multi differs from single",
+                            lm_cpu_level_name((lm_cpu_level)lv), (long long)n, th,
+                            lm_dtype_name(ts[i]));
+            }
+    }
+    lm_cpu_set_level(lm_cpu_features_get()->max_level, NULL);
+    for (int i = 0; i < 4; i++) free(W[i]), free(Ym[i]), free(Ys[i]);
+    free(X);
+    lm_threadpool_free(tp2);
 }
 
 static void test_mlx(void) {
@@ -381,6 +453,7 @@ int main(void) {
     T_RUN(test_quantizers);
     T_RUN(test_ref_vs_dequant);
     T_RUN(test_matmul_levels);
+    T_RUN(test_matmul_multi_mixed);
     T_RUN(test_mlx);
     T_RUN(test_bad_args);
     return t_finish();

@@ -6,17 +6,25 @@
  * lower level's table plus what that level implements; a call reads the active level
  * (cpu_features.h) and uses its table.
  *
+ * Three kernel paths (kernels.h), chosen per weight by what the level's table has:
+ *   - decode (n = 1) with a gemv kernel: the activation row is quantized, then rewritten once
+ *     into the decode layout (dpack); the kernel runs up to LM_NW_MAX weight rows per call;
+ *   - prefill (n >= LM_PGEMM_MIN_N) with a packed GEMM: the activation rows are quantized and
+ *     packed once; each chunk's weight rows are packed into per-thread scratch, then every
+ *     tile of LM_NW_MAX weight rows × LM_NX_MAX activation rows runs pgemm;
+ *   - otherwise one vdot per weight row and tile of up to LM_NX_MAX activation rows (the
+ *     scalar and AVX2 levels, and the formats without the two above).
+ * Tiles start at multiples of LM_NW_MAX / LM_NX_MAX (chunks are whole tiles), so which kernel
+ * shape computes a given output, and so its float summation order, never depends on the
+ * thread count.
+ *
  * Threading, per call (two pool runs; lm_matmul_multi shares both among several weights with
  * the same input, e.g. Q, K and V):
  *   1. Activations → Q8_x: the n × (K / block) activation blocks are cut into nth contiguous
- *      ranges, so decode (n = 1) also quantizes in parallel. Quantized rows are
- *      lm_dtype_row_size(act, K) bytes, plus K / 32 f32 block sums Σq appended to each Q8_0
- *      row when the weight type's kernel asks for them (act_sums, see kernels.h).
+ *      ranges, so decode (n = 1) also quantizes in parallel (the packed path splits by rows).
  *   2. Products: weight rows are handed out in chunks by an atomic counter (dynamic, because
  *      the cores are shared and a statically split thread can be descheduled). Inside a chunk,
- *      for each tile of up to LM_NX_MAX activation rows, every row of the chunk runs the
- *      kernel (or every group of LM_NW_MAX rows, for formats with a tiled gemm kernel): the
- *      chunk's weights stay in L1/L2 while the tiles stream past.
+ *      the chunk's weights stay in L1/L2 while the activation tiles stream past.
  */
 #include "backend/cpu/matmul.h"
 
@@ -87,7 +95,6 @@ typedef struct qact_ctx {
     size_t row_bytes; /* bytes of one quantized row */
     size_t blk_bytes;
     uint8_t *dst;
-    int sums;         /* append each row's block sums Σq as f32 (Q8_0 only; see kernels.h) */
 } qact_ctx;
 
 static void qact_worker(void *arg, int ith, int nth) {
@@ -100,18 +107,34 @@ static void qact_worker(void *arg, int ith, int nth) {
         if (cnt > u1 - u0) cnt = u1 - u0;
         uint8_t *row = c->dst + (size_t)r * c->row_bytes;
         c->fn(c->X + r * c->K + b * c->blk, row + b * c->blk_bytes, cnt * c->blk);
-        if (c->sums) {
-            uint8_t *sums = row + (size_t)per_row * c->blk_bytes;
-            for (int64_t i = b; i < b + cnt; i++) {
-                const lm_block_q8_0 *blk = (const lm_block_q8_0 *)(row + i * c->blk_bytes);
-                int sq = 0;
-                for (int t = 0; t < 32; t++) sq += blk->qs[t];
-                float f = (float)sq;
-                memcpy(sums + 4 * i, &f, 4);
-            }
-        }
         u0 += cnt;
     }
+}
+
+/* Packed activations (prefill with a pgemm kernel, see kernels.h): rows split over threads,
+ * each quantized into the thread's Q8 row (tmp) and packed from there. */
+typedef struct pact_ctx {
+    lm_quant_act_fn fn;
+    lm_pack_x_fn pack;
+    const float *X;
+    int64_t K, n;
+    uint8_t *tmp;     /* nth × tmp_bytes */
+    size_t tmp_bytes;
+    uint8_t *dst;     /* n × row_bytes, 64-byte aligned */
+    size_t row_bytes;
+} pact_ctx;
+
+static void pact_worker(void *arg, int ith, int nth) {
+    const pact_ctx *c = arg;
+    uint8_t *t = c->tmp + (size_t)ith * c->tmp_bytes;
+    for (int64_t r = c->n * ith / nth; r < c->n * (ith + 1) / nth; r++) {
+        c->fn(c->X + r * c->K, t, c->K);
+        c->pack(c->K, t, c->dst + (size_t)r * c->row_bytes);
+    }
+}
+
+static uint8_t *align64(uint8_t *p) {
+    return (uint8_t *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
 }
 
 /* ---------------------------------------------------------------- products */
@@ -119,7 +142,10 @@ static void qact_worker(void *arg, int ith, int nth) {
 /* One weight matrix of a call, and where its chunks start in the call's chunk numbering. */
 typedef struct mm_item {
     lm_vdot_fn vdot;
-    lm_gemm_fn gemm;  /* NULL: one vdot per weight row */
+    lm_pgemm_fn pgemm; /* packed prefill path (then pack_w too), or NULL */
+    lm_pack_w_fn pack_w;
+    size_t pw_row;    /* bytes per packed weight row */
+    lm_gemv_fn gemv;  /* multi-row decode (n = 1) against the decode layout, or NULL */
     const uint8_t *W;
     size_t w_row;     /* bytes per weight row */
     const uint8_t *A; /* activations in the kernel's format */
@@ -135,12 +161,14 @@ typedef struct mm_ctx {
     int count;
     int64_t K, n;
     int64_t n_chunks; /* over all items */
+    uint8_t *scratch; /* packed weight rows of a chunk, scratch_stride bytes per thread */
+    size_t scratch_stride;
     atomic_llong next;
 } mm_ctx;
 
 static void mm_worker(void *arg, int ith, int nth) {
     mm_ctx *c = arg;
-    (void)ith, (void)nth;
+    (void)nth;
     for (;;) {
         const int64_t ci = atomic_fetch_add(&c->next, 1);
         if (ci >= c->n_chunks) break;
@@ -149,21 +177,43 @@ static void mm_worker(void *arg, int ith, int nth) {
         const mm_item *m = &c->it[i];
         const int64_t r0 = (ci - m->first) * m->chunk;
         const int64_t r1 = r0 + m->chunk < m->rows ? r0 + m->chunk : m->rows;
+        if (m->pgemm) {
+            /* the chunk's weights packed once, then every activation tile against them */
+            uint8_t *pw = c->scratch + (size_t)ith * c->scratch_stride;
+            m->pack_w(c->K, m->W + (size_t)r0 * m->w_row, m->w_row, (int)(r1 - r0), pw,
+                      m->pw_row);
+            /* blocks of activation rows that stay in L2; within one, each group of weight
+             * rows (in L1) meets every activation tile */
+            int64_t xb = (int64_t)(((size_t)256 << 10) / m->a_row) / LM_NX_MAX * LM_NX_MAX;
+            if (xb < LM_NX_MAX) xb = LM_NX_MAX;
+            for (int64_t jb = 0; jb < c->n; jb += xb) {
+                const int64_t je = jb + xb < c->n ? jb + xb : c->n;
+                for (int64_t r = r0; r < r1; r += LM_NW_MAX) {
+                    int nw = r1 - r < LM_NW_MAX ? (int)(r1 - r) : LM_NW_MAX;
+                    for (int64_t j = jb; j < je; j += LM_NX_MAX) {
+                        int nx = je - j < LM_NX_MAX ? (int)(je - j) : LM_NX_MAX;
+                        m->pgemm(c->K, pw + (size_t)(r - r0) * m->pw_row, m->pw_row, nw,
+                                 m->A + (size_t)j * m->a_row, m->a_row, nx,
+                                 m->Y + j * m->rows + r, (size_t)m->rows);
+                    }
+                }
+            }
+            continue;
+        }
+        if (m->gemv) {
+            for (int64_t r = r0; r < r1; r += LM_NW_MAX) {
+                int nw = r1 - r < LM_NW_MAX ? (int)(r1 - r) : LM_NW_MAX;
+                m->gemv(c->K, m->W + (size_t)r * m->w_row, m->w_row, nw, m->A, m->Y + r);
+            }
+            continue;
+        }
         for (int64_t j = 0; j < c->n; j += LM_NX_MAX) {
             int nx = c->n - j < LM_NX_MAX ? (int)(c->n - j) : LM_NX_MAX;
             const uint8_t *a = m->A + (size_t)j * m->a_row;
             float *y = m->Y + j * m->rows;
-            if (m->gemm) {
-                for (int64_t r = r0; r < r1; r += LM_NW_MAX) {
-                    int nw = r1 - r < LM_NW_MAX ? (int)(r1 - r) : LM_NW_MAX;
-                    m->gemm(c->K, m->W + (size_t)r * m->w_row, m->w_row, nw, a, m->a_row, nx,
-                            y + r, (size_t)m->rows);
-                }
-            } else {
-                for (int64_t r = r0; r < r1; r++)
-                    m->vdot(c->K, m->W + (size_t)r * m->w_row, a, m->a_row, nx, y + r,
-                            (size_t)m->rows);
-            }
+            for (int64_t r = r0; r < r1; r++)
+                m->vdot(c->K, m->W + (size_t)r * m->w_row, a, m->a_row, nx, y + r,
+                        (size_t)m->rows);
         }
     }
 }
@@ -174,7 +224,7 @@ static int64_t pick_chunk(int64_t rows, int64_t n, int nth) {
     int64_t c = rows / ((int64_t)nth * 8);
     if (n > 1 && c > 16) c = 16;
     if (c < 4) c = 4;
-    return (c + LM_NW_MAX - 1) / LM_NW_MAX * LM_NW_MAX; /* whole tiles of the gemm kernels */
+    return (c + LM_NW_MAX - 1) / LM_NW_MAX * LM_NW_MAX; /* whole tiles of the kernels */
 }
 
 static lm_status check_common(const void *W, int64_t rows, int64_t K, const float *X, int64_t n,
@@ -210,12 +260,14 @@ lm_status lm_matmul_multi(lm_threadpool *tp, const lm_matmul_item *items, int co
     mc.count = count;
     mc.K = K;
     mc.n = n;
-    /* activation buffers, one per distinct (format, sums) among the items */
+    /* activation buffers, one per distinct (format, layout) among the items */
     uint8_t *abuf[LM_MATMUL_MULTI_MAX] = {NULL};
+    uint8_t *aptr[LM_MATMUL_MULTI_MAX]; /* abuf, 64-byte aligned */
     lm_dtype akey[LM_MATMUL_MULTI_MAX];
-    int asum[LM_MATMUL_MULTI_MAX];
+    int alay[LM_MATMUL_MULTI_MAX];
     size_t arow[LM_MATMUL_MULTI_MAX];
     int n_act = 0;
+    size_t scratch_need = 0;
     lm_status st = LM_OK;
     for (int i = 0; i < count; i++) {
         const lm_matmul_item *w = &items[i];
@@ -235,10 +287,17 @@ lm_status lm_matmul_multi(lm_threadpool *tp, const lm_matmul_item *items, int co
         }
         mm_item *m = &mc.it[i];
         m->vdot = k->vdot[w->wtype];
-        /* decode (n = 1) measured faster with the one-row kernels (fewer 512-bit uops per
-         * block: the tiled kernel's shared offset/scale work only pays off across activation
-         * rows) */
-        m->gemm = n > 1 ? k->gemm[w->wtype] : NULL;
+        const lm_dtype act = lm_cpu_act_type(w->wtype);
+        const int q8 = act == LM_DTYPE_Q8_0 || act == LM_DTYPE_Q8_1 || act == LM_DTYPE_Q8_K;
+        /* prefill: the packed path where the level has it */
+        if (n >= LM_PGEMM_MIN_N(act) && q8 && k->pgemm[w->wtype] && k->pack_w[w->wtype] &&
+            k->pack_x[act]) {
+            m->pgemm = k->pgemm[w->wtype];
+            m->pack_w = k->pack_w[w->wtype];
+            m->pw_row = lm_pk_row_bytes(act, K, 1);
+        }
+        /* decode: the multi-row kernels where the level has them */
+        if (n == 1 && q8 && k->gemv[w->wtype] && k->dpack[act]) m->gemv = k->gemv[w->wtype];
         m->W = w->W;
         m->w_row = w_row;
         m->rows = w->rows;
@@ -246,17 +305,19 @@ lm_status lm_matmul_multi(lm_threadpool *tp, const lm_matmul_item *items, int co
         m->chunk = pick_chunk(w->rows, n, nth);
         m->first = mc.n_chunks;
         mc.n_chunks += (w->rows + m->chunk - 1) / m->chunk;
+        if (m->pgemm && (size_t)m->chunk * m->pw_row > scratch_need)
+            scratch_need = (size_t)m->chunk * m->pw_row;
         if (w->rows == 0 || n == 0) continue;
 
-        const lm_dtype act = lm_cpu_act_type(w->wtype);
         if (act == LM_DTYPE_F32) {
             m->A = (const uint8_t *)X;
             m->a_row = (size_t)K * sizeof(float);
             continue;
         }
-        const int sums = act == LM_DTYPE_Q8_0 && k->act_sums[w->wtype];
+        /* 0: Q8 rows, 1: packed rows, 2: the decode layout (kernels.h) */
+        const int lay = m->pgemm ? 1 : m->gemv ? 2 : 0;
         int a = 0;
-        while (a < n_act && !(akey[a] == act && asum[a] == sums)) a++;
+        while (a < n_act && !(akey[a] == act && alay[a] == lay)) a++;
         if (a == n_act) {
             const lm_dtype_traits *at = lm_dtype_get(act);
             size_t a_row = lm_dtype_row_size(act, (uint64_t)K), total;
@@ -265,35 +326,72 @@ lm_status lm_matmul_multi(lm_threadpool *tp, const lm_matmul_item *items, int co
                                 "block size %u", (long long)K, at->name, at->block_size);
                 goto done;
             }
-            if (sums) a_row += (size_t)(K / 32) * sizeof(float);
-            if (!lm_mul_size(a_row, (size_t)n, &total)) {
+            const size_t q_row = a_row;
+            if (lay == 1) a_row = lm_pk_row_bytes(act, K, 0);
+            if (lay == 2) a_row = lm_dp_layout_of(K).bytes;
+            if (!lm_mul_size(a_row, (size_t)n, &total) || total > SIZE_MAX - 64) {
                 st = lm_err_set(err, LM_ERR_INVALID_ARG, "matmul: activation size overflows");
                 goto done;
             }
-            abuf[a] = lm_malloc(total);
+            abuf[a] = lm_malloc(total + 64);
             if (!abuf[a]) {
                 st = lm_err_set(err, LM_ERR_NOMEM, "matmul: %zu bytes for activations", total);
                 goto done;
             }
+            aptr[a] = align64(abuf[a]);
             akey[a] = act;
-            asum[a] = sums;
+            alay[a] = lay;
             arow[a] = a_row;
             n_act++;
-            qact_ctx qc = {quant_fn(k, act), X,      K,   n, at->block_size, a_row,
-                           at->type_size,    abuf[a], sums};
-            /* a tiny activation is quantized faster than a pool wake-up */
-            if (n * K < 4096) qact_worker(&qc, 0, 1);
-            else lm_threadpool_run(tp, qact_worker, &qc);
+            if (lay) {
+                /* Q8 rows go to scratch first, then are rewritten into the buffer */
+                uint8_t *tq = lm_malloc((size_t)nth * (q_row + 64));
+                if (!tq) {
+                    st = lm_err_set(err, LM_ERR_NOMEM, "matmul: activation scratch");
+                    goto done;
+                }
+                if (lay == 1) {
+                    pact_ctx pc = {quant_fn(k, act), k->pack_x[act], X, K, n, tq, q_row + 64,
+                                   aptr[a], a_row};
+                    lm_threadpool_run(tp, pact_worker, &pc);
+                } else {
+                    qact_ctx qc = {quant_fn(k, act), X, K, 1, at->block_size, q_row,
+                                   at->type_size, tq};
+                    if (K < 4096) qact_worker(&qc, 0, 1);
+                    else lm_threadpool_run(tp, qact_worker, &qc);
+                    k->dpack[act](K, tq, aptr[a]);
+                }
+                lm_free(tq);
+            } else {
+                qact_ctx qc = {quant_fn(k, act), X,      K,   n, at->block_size, a_row,
+                               at->type_size,    aptr[a]};
+                /* a tiny activation is quantized faster than a pool wake-up */
+                if (n * K < 4096) qact_worker(&qc, 0, 1);
+                else lm_threadpool_run(tp, qact_worker, &qc);
+            }
         }
-        m->A = abuf[a];
+        m->A = aptr[a];
         m->a_row = arow[a];
     }
     if (n > 0 && mc.n_chunks > 0) {
+        if (scratch_need) {
+            mc.scratch_stride = (scratch_need + 63) / 64 * 64;
+            mc.scratch = lm_malloc((size_t)nth * mc.scratch_stride + 64);
+            if (!mc.scratch) {
+                st = lm_err_set(err, LM_ERR_NOMEM, "matmul: %zu bytes of weight scratch",
+                                (size_t)nth * mc.scratch_stride);
+                goto done;
+            }
+        }
+        uint8_t *scratch = mc.scratch;
+        mc.scratch = scratch ? align64(scratch) : NULL;
         atomic_init(&mc.next, 0);
         lm_threadpool_run(tp, mm_worker, &mc);
+        mc.scratch = scratch;
     }
 done:
     for (int a = 0; a < LM_MATMUL_MULTI_MAX; a++) lm_free(abuf[a]);
+    lm_free(mc.scratch);
     return st;
 }
 

@@ -6,32 +6,39 @@
  * define (quantizers bit-identically; dots with integer block sums exact and the float
  * accumulation in a different order).
  *
- * Kernel shapes: vdot = one weight row against nx <= LM_NX_MAX activation rows (decode and the
- * K-quants' prefill); gemm = LM_NW_MAX weight rows x nx activation rows (prefill of the
- * 32-element formats). Each weight block is unpacked once and used by every activation row;
- * the bodies are always_inline functions instantiated with constant nx (and nw), so their
- * accumulators live in registers.
+ * Kernel shapes (kernels.h has the interfaces and the packed layouts):
+ *   - gemv (decode, n = 1; Q4_0, Q4_1, Q5_0, Q5_1, Q8_0): up to LM_NW_MAX raw weight rows, one
+ *     after the other, against one activation row pre-arranged by dpack; the rows' sums are
+ *     reduced together.
+ *   - pgemm (prefill, n >= LM_PGEMM_MIN_N; those formats and Q4_K, Q5_K, Q6_K): packed weight
+ *     rows (pack_w, once per chunk) × packed activation rows (pack_x, once per call), tiles of
+ *     4 × 4 (32-element formats) or 2 × 4 (K-quants) with every accumulator in registers.
+ *   - vdot: one weight row against nx <= LM_NX_MAX activation rows (the float formats, Q2_K,
+ *     Q3_K, and the K-quants' decode and small n).
+ * The bodies are always_inline functions instantiated with constant tile sizes.
  *
  * Tricks (measurements in bench/RESULTS.md, reasons in docs/kernels.md):
  *   - u8 x s8 products: VNNI vpdpbusd (4 products summed per int32 lane). Unsigned codes
- *     (Q4_x, Q5_x) go in the u8 operand. Offsets (-8 of Q4_0, -16 of Q5_0) are off * Σq_x:
- *     from sums the driver appends to the activation rows (vdot), or from one vpdpbusd per
- *     activation row shared by the tile's weight rows (gemm). Signed Q8_0 weights use |w| and
- *     x with w's sign applied (vdot) or enter as w ^ 0x80 with offset 128 (gemm).
- *   - Two 32-element blocks fill one 512-bit vector; their scale products d_w d_x form one
- *     float vector (lanes 0-7 block 0, 8-15 block 1). The four fp16 scales of a pair are
- *     converted by two vcvtph2ps (pair_h / pair_dm) and spread with one vpermps; Q4_1/Q5_1's
- *     m·s products ride in the spare lanes of the same xmm product.
+ *     (Q4_x, Q5_x) go in the u8 operand. The weight offsets (-8 of Q4_0, -16 of Q5_0) are
+ *     off · Σq_x: in gemv a float term per block (d_w d_x Σq_x, from the activation's
+ *     pre-computed d_x Σq_x), in pgemm the integer start value of vpdpbusd (-Σq_x · off / 8 in
+ *     each of the block's 8 lanes). Signed Q8_0 weights use |w| and x with w's sign applied
+ *     (gemv) or enter as w ^ 0x80 with offset 128 (pgemm).
+ *   - Two 32-element blocks fill one 512-bit vector. gemv keeps them in element order and
+ *     spreads each pair's scale products d_w d_x (computed for 8 blocks at once) with one
+ *     vpermps; pgemm interleaves the two blocks by dwords in both packed operands, so a
+ *     broadcast 64-bit pair of floats is already the right scale vector.
  *   - K-quants: vpmaddubsw (u8 q x s8 x -> s16 pairs, no saturation for these ranges) then
- *     vpdpwssd with the sub-block scales spread to their lanes (vpermw), two independent
- *     accumulators per super-block; one int->float conversion per super-block and row.
+ *     vpdpwssd with the sub-block scales spread to their lanes (vpermw); one int->float
+ *     conversion per super-block and row.
  *   - Zen 4 executes 512-bit instructions as two 256-bit halves: vector uops per weight byte,
  *     not loads, bound the 32-element formats; scalar fp16 conversions per block were the
  *     largest avoidable cost. Of the vector uops, the shuffle-unit ones (inserts, permutes,
- *     vpinsrw: two pipes of four) are the scarce ones: the decode kernels build codes with
- *     broadcast loads, unpack nibbles with GFNI vgf2p8affineqb when present (run-time check,
- *     else a masked shift + AND), add Q5's 5th bit with one masked vpaddb, and Q4_0/Q5_0 handle
- *     the scales of 8 blocks at once (d_x merged in general registers).
+ *     vpinsrw: two pipes of four) are the scarce ones: gemv builds codes with broadcast loads,
+ *     unpacks nibbles with GFNI vgf2p8affineqb when present (run-time check, else a masked
+ *     shift + AND) and adds Q5's 5th bit with one masked vpaddb.
+ *   - Decode streams the weights from memory: the gemv kernels read them strictly in address
+ *     order (see GEMV_KERNEL).
  */
 #include "backend/cpu/kernels.h"
 
@@ -190,19 +197,6 @@ VDOT_ENTRY(bf16, lm_bf16, float)
 
 /* ---------------------------------------------------------------- 32-element block formats */
 
-/* Nibbles of two blocks' qs[16] as 64 bytes in element order:
- * [b0 low (elements 0-15), b0 high (16-31), b1 low, b1 high]. */
-AI __m512i nib2(const uint8_t *qs0, const uint8_t *qs1) {
-    __m256i t = _mm256_inserti128_si256(
-        _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)qs0)),
-        _mm_loadu_si128((const __m128i *)qs1), 1);
-    __m256i m = _mm256_set1_epi8(0x0f);
-    __m256i lo = _mm256_and_si256(t, m);
-    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(t, 4), m);
-    __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); /* lo0 lo1 hi0 hi1 */
-    return _mm512_shuffle_i64x2(v, v, _MM_SHUFFLE(3, 1, 2, 0));
-}
-
 /* Nibbles of one block's qs[16] as 32 bytes in element order. */
 AI __m256i nib1(const uint8_t *qs) {
     __m128i t = _mm_loadu_si128((const __m128i *)qs);
@@ -243,10 +237,10 @@ AI uint32_t rd32(const uint8_t *p) {
     return v;
 }
 
-/* Nibbles of two blocks like nib2, cheaper on Zen 4 (two shuffle pipes of four): two 128-bit
- * broadcast loads (no shuffle uop) and one vinserti64x4 give [qs0 qs0 qs1 qs1]; the high
- * nibbles are shifted down in lanes 1 and 3 (masked vpsrlw). Same byte order as nib2.
- * (Merge-masked broadcast loads, tried first, were slower.) */
+/* Nibbles of two blocks' qs[16] as 64 bytes in element order: [b0 low (elements 0-15), b0 high
+ * (16-31), b1 low, b1 high]. Two 128-bit broadcast loads (no shuffle uop on Zen 4, which has two
+ * shuffle pipes of four) and one vinserti64x4 give [qs0 qs0 qs1 qs1]; the high nibbles are
+ * shifted down in lanes 1 and 3 (masked vpsrlw). (Merge-masked broadcast loads were slower.) */
 AI __m512i nib2b(const uint8_t *qs0, const uint8_t *qs1) {
     __m256i a = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs0));
     __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs1));
@@ -279,187 +273,6 @@ AI __m512i nib2g(const uint8_t *qs0, const uint8_t *qs1) {
 }
 LM_GFNI_END
 
-/* 8 fp16 values at p + s i (i < 8) as an xmm, merged in two general registers (two vmovq, one
- * vpunpcklqdq). For the activation scales this beat vpinsrw (7 shuffle uops), two vpermt2w
- * windows (h8: ~25% slower kernel) and vpgatherdd. */
-AI __m128i ins8(const uint8_t *p, const int s) {
-    uint64_t a = 0, b = 0;
-    for (int i = 0; i < 4; i++) {
-        uint16_t h0, h1;
-        memcpy(&h0, p + s * i, 2);
-        memcpy(&h1, p + s * (i + 4), 2);
-        a |= (uint64_t)h0 << (16 * i);
-        b |= (uint64_t)h1 << (16 * i);
-    }
-    return _mm_unpacklo_epi64(_mm_cvtsi64_si128((long long)a), _mm_cvtsi64_si128((long long)b));
-}
-AI __m256i h8i(const uint8_t *p, const int s, const int nm) {
-    __m128i d = ins8(p, s);
-    if (nm == 1) return _mm256_castsi128_si256(d);
-    return _mm256_inserti128_si256(_mm256_castsi128_si256(d), ins8(p + 2, s), 1);
-}
-
-/* fp16 scales of a group of 8 blocks of s bytes at p: word i (i < 8) is the half at byte s i
- * (d), word 8 + i the half at s i + 2 (m of the _1 weights, s of Q8_1) when nm == 2. Two 64-word
- * windows and one vpermt2w each (one when the group's d's fit in the first 128 bytes); every
- * load stays inside [p, p + 8 s) (s >= 16). */
-#define WIDX(i, o, base) ((s * (i) + (o) - (base)) / 2)
-AI __m256i h8(const uint8_t *p, const int s, const int nm) {
-    const int one = 7 * s + 2 * nm <= 128;
-    const int o2 = s >= 32 ? 4 * s : 8 * s - 128;
-    const int m = nm == 2 ? 2 : 0;
-    const __m512i idx1 = _mm512_set_epi16(
-        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-        WIDX(7, m, 0) & 63, WIDX(6, m, 0) & 63, WIDX(5, m, 0) & 63, WIDX(4, m, 0) & 63,
-        WIDX(3, m, 0), WIDX(2, m, 0), WIDX(1, m, 0), WIDX(0, m, 0),
-        WIDX(7, 0, 0) & 63, WIDX(6, 0, 0) & 63, WIDX(5, 0, 0) & 63, WIDX(4, 0, 0) & 63,
-        WIDX(3, 0, 0), WIDX(2, 0, 0), WIDX(1, 0, 0), WIDX(0, 0, 0));
-    __m512i t = _mm512_permutex2var_epi16(_mm512_loadu_si512(p), idx1,
-                                          _mm512_loadu_si512(p + 64));
-    if (!one) {
-        const __m512i idx2 = _mm512_set_epi16(
-            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-            WIDX(7, m, o2), WIDX(6, m, o2), WIDX(5, m, o2), WIDX(4, m, o2), 0, 0, 0, 0,
-            WIDX(7, 0, o2), WIDX(6, 0, o2), WIDX(5, 0, o2), WIDX(4, 0, o2), 0, 0, 0, 0);
-        __m512i t2 = _mm512_permutex2var_epi16(_mm512_loadu_si512(p + o2), idx2,
-                                               _mm512_loadu_si512(p + o2 + 64));
-        t = _mm512_mask_blend_epi16(0xF0F0, t, t2);
-    }
-    return _mm512_castsi512_si256(t);
-}
-#undef WIDX
-
-/* Q4_0 / Q5_0 x Q8_0: unsigned codes u (0..15 / 0..31), result d_w d_x (Σ u x - off Σ x).
- * Q4_1 / Q5_1 x Q8_1: d_w d_x Σ u x + m_w s_x.
- * Two blocks per 512-bit step; their scale products d_w d_x form one vector (lanes 0-7 and
- * 8-15). (Gathering both d's with one masked load + vpermw was tried: more 512-bit uops, which
- * Zen 4 executes as two halves, and 15% slower.)
- * GROUP (Q4_0, Q5_0; needs SUMS) first runs groups of 8 blocks: the 8 d_w (h8) and 8 d_x
- * (h8i) are converted by one vcvtph2ps each and multiplied once, the offset term is one ymm
- * FMA with the 8 appended Σq, and each block pair takes its two products with one vpermps
- * (a store + broadcast reload instead was slower; so was packing two pairs' sums to int16 and
- * pair-summing them with vpmaddwd). For the _1 formats the same grouping was slower (two
- * windows and 16 halves per side): they keep the pair loop.
- * CODES2 unpacks a block pair's nibbles (nib2b, or nib2g with GFNI).
- * H2/H1 add the 5th bit (Q5_x), OFF is the code offset, MS the tail's m·s term. */
-/* two unaligned floats [p[0], p[1], 0, 0] (movq); lane 0 + lane 1 */
-#define LOAD2F(p) _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(p)))
-#define LANES01(v) (_mm_cvtss_f32(v) + _mm_cvtss_f32(_mm_shuffle_ps(v, v, 1)))
-/* group scales: weights by vpermt2w windows (h8; one window for Q4_0, two for Q5_0: measured
- * faster than h8i there), activations in general registers (h8i) */
-#define HW h8
-#define HX h8i
-#define QBLK_KERNEL(NAME, WB, XB, H2, H1, OFF, MS, PAIRF, DI1, MSL, SUMS, GROUP, CODES2)      \
-    AI void NAME##_nx(int64_t K, const WB *w, const XB *x, size_t xs, float *y, size_t ys,     \
-                      const int nx) {                                                          \
-        const int64_t nb = K / 32;                                                             \
-        __m512 acc[LM_NX_MAX];                                                                 \
-        __m128 accm[LM_NX_MAX]; /* lanes 1 and 3: Σ m s of the _1 formats */                   \
-        __m128 accs[LM_NX_MAX]; /* lanes 0 and 1: Σ d_w d_x Σq_x (SUMS) */                     \
-        const XB *xr[LM_NX_MAX];                                                               \
-        const uint8_t *xsum[LM_NX_MAX];                                                        \
-        for (int j = 0; j < nx; j++) {                                                         \
-            acc[j] = _mm512_setzero_ps();                                                      \
-            accm[j] = accs[j] = _mm_setzero_ps();                                              \
-            xr[j] = (const XB *)((const char *)x + j * xs);                                    \
-            xsum[j] = (const uint8_t *)(xr[j] + nb);                                           \
-        }                                                                                      \
-        const __m512i voff = _mm512_set1_epi8(OFF);                                            \
-        int64_t ib = 0;                                                                        \
-        __m512 acc2[LM_NX_MAX];                                                                \
-        __m256 acco[LM_NX_MAX]; /* the groups' Σ d_w d_x Σq_x */                               \
-        for (int j = 0; j < nx; j++) {                                                         \
-            acc2[j] = _mm512_setzero_ps();                                                     \
-            acco[j] = _mm256_setzero_ps();                                                     \
-        }                                                                                      \
-        for (; GROUP && SUMS && ib + 8 <= nb; ib += 8) {                                       \
-            const WB *wg = w + ib;                                                             \
-            const __m128i hw =                                                                 \
-                _mm256_castsi256_si128(HW((const uint8_t *)wg, (int)sizeof(WB), 1));           \
-            __m512 pr[LM_NX_MAX];                                                              \
-            for (int j = 0; j < nx; j++) {                                                     \
-                const __m128i hx =                                                             \
-                    _mm256_castsi256_si128(HX((const uint8_t *)(xr[j] + ib), (int)sizeof(XB),   \
-                                              1));                                             \
-                const __m256 p8 = _mm256_mul_ps(_mm256_cvtph_ps(hw), _mm256_cvtph_ps(hx));     \
-                pr[j] = _mm512_castps256_ps512(p8);                                            \
-                const __m256 s8 = _mm256_loadu_ps((const float *)(xsum[j] + 4 * ib));          \
-                acco[j] = _mm256_fmadd_ps(p8, s8, acco[j]);                                    \
-            }                                                                                  \
-            _Pragma("GCC unroll 4") for (int g = 0; g < 4; g++) {                              \
-                const WB *b0 = wg + 2 * g, *b1 = b0 + 1;                                       \
-                __m512i q = CODES2(b0->qs, b1->qs);                                            \
-                q = H2(q, b0, b1);                                                             \
-                const __m512i sidx = _mm512_set_epi32(                                         \
-                    2 * g + 1, 2 * g + 1, 2 * g + 1, 2 * g + 1, 2 * g + 1, 2 * g + 1,          \
-                    2 * g + 1, 2 * g + 1, 2 * g, 2 * g, 2 * g, 2 * g, 2 * g, 2 * g, 2 * g,     \
-                    2 * g);                                                                    \
-                for (int j = 0; j < nx; j++) {                                                 \
-                    const XB *a0 = xr[j] + ib + 2 * g, *a1 = a0 + 1;                           \
-                    __m512i xv = load2x32(a0->qs, a1->qs);                                     \
-                    __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, xv);            \
-                    __m512 sc = _mm512_permutexvar_ps(sidx, pr[j]);                            \
-                    if (g & 1)                                                                 \
-                        acc2[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, acc2[j]);         \
-                    else                                                                       \
-                        acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, acc[j]);           \
-                }                                                                              \
-            }                                                                                  \
-        }                                                                                      \
-        float gx[LM_NX_MAX]; /* the groups' -off Σ d_w d_x Σq_x */                              \
-        for (int j = 0; j < nx; j++) {                                                         \
-            acc[j] = _mm512_add_ps(acc[j], acc2[j]);                                           \
-            __m128 v = _mm_add_ps(_mm256_castps256_ps128(acco[j]),                             \
-                                  _mm256_extractf128_ps(acco[j], 1));                          \
-            v = _mm_add_ps(v, _mm_movehl_ps(v, v));                                            \
-            v = _mm_add_ss(v, _mm_movehdup_ps(v));                                             \
-            gx[j] = -(float)(OFF) * _mm_cvtss_f32(v);                                          \
-        }                                                                                      \
-        for (; ib + 2 <= nb; ib += 2) {                                                        \
-            const WB *b0 = w + ib, *b1 = w + ib + 1;                                           \
-            __m512i q = CODES2(b0->qs, b1->qs);                                                \
-            q = H2(q, b0, b1);                                                                 \
-            const __m128 fw = PAIRF(&b0->d, &b1->d);                                           \
-            for (int j = 0; j < nx; j++) {                                                     \
-                const XB *a0 = xr[j] + ib, *a1 = a0 + 1;                                       \
-                __m512i xv = load2x32(a0->qs, a1->qs);                                         \
-                __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, xv);                \
-                if (OFF && !SUMS)                                                              \
-                    p = _mm512_sub_epi32(p, _mm512_dpbusd_epi32(_mm512_setzero_si512(), voff,  \
-                                                                xv));                          \
-                /* [dw0 dx0, m0 s0, dw1 dx1, m1 s1] (_1) or [dw0 dx0, dw1 dx1, 0, 0] (_0) */     \
-                const __m128 pr = _mm_mul_ps(fw, PAIRF(&a0->d, &a1->d));                       \
-                acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), SPREAD(pr, 0, DI1), acc[j]);   \
-                accm[j] = _mm_add_ps(accm[j], pr);                                             \
-                if (SUMS) /* the offset: off Σ_b d_w d_x Σq_x, from the appended sums */       \
-                    accs[j] = _mm_fmadd_ps(pr, LOAD2F(xsum[j] + 4 * ib), accs[j]);             \
-            }                                                                                  \
-        }                                                                                      \
-        float tail[LM_NX_MAX] = {0};                                                           \
-        if (ib < nb) {                                                                         \
-            const WB *b0 = w + ib;                                                             \
-            __m256i q = nib1(b0->qs);                                                          \
-            q = H1(q, b0);                                                                     \
-            const float dw0 = f16(b0->d);                                                      \
-            for (int j = 0; j < nx; j++) {                                                     \
-                const XB *a0 = xr[j] + ib;                                                     \
-                __m256i xv = _mm256_loadu_si256((const __m256i *)a0->qs);                      \
-                __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, xv);                \
-                if (OFF) /* the tail block always removes its offset itself */                 \
-                    p = _mm256_sub_epi32(p, _mm256_dpbusd_epi32(_mm256_setzero_si256(),        \
-                                                                _mm256_set1_epi8(OFF), xv));   \
-                __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(p),                          \
-                                           _mm256_extracti128_si256(p, 1));                    \
-                s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(1, 0, 3, 2)));        \
-                s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(2, 3, 0, 1)));        \
-                tail[j] = (float)_mm_cvtsi128_si32(s4) * (dw0 * f16(a0->d)) + MS(b0, a0);      \
-            }                                                                                  \
-        }                                                                                      \
-        for (int j = 0; j < nx; j++)                                                           \
-            y[j * ys] = _mm512_reduce_add_ps(acc[j]) + MSL(accm[j]) + tail[j] + gx[j] -       \
-                        (SUMS ? (float)(OFF) * LANES01(accs[j]) : 0.0f);                       \
-    }
-
 /* 5th bit of two blocks (64 bytes; byte k is element k % 32 of block k / 32) / one block; the
  * pair form is one masked vpaddb (+16 where the qh bit is set; the nibble is < 16, so + is |) */
 #define HI5_2(q, b0, b1)                                                                       \
@@ -467,216 +280,359 @@ AI __m256i h8(const uint8_t *p, const int s, const int nm) {
                          _mm512_set1_epi8(0x10))
 #define HI5_1(q, b0)                                                                           \
     _mm256_or_si256(q, _mm256_maskz_mov_epi8(rd32((b0)->qh), _mm256_set1_epi8(0x10)))
-#define NO_HI(q, ...) ((void)0, q)
-#define MS_TERM(b, a) (f16((b)->m) * f16((a)->s))
-#define NO_MS(b, a) 0.0f
-/* PAIRF loads both blocks' d (pair_h: products [p0, p1, 0, 0]) or (d, m) / (d, s) (pair_dm,
- * m and s follow d in the _1 blocks: products [p0, m0 s0, p1, m1 s1]); DI1 is the lane of
- * block 1's product, MSL adds the m·s lanes. */
-#define MS_LANES(v)                                                                             \
-    (_mm_cvtss_f32(_mm_shuffle_ps(v, v, 1)) + _mm_cvtss_f32(_mm_shuffle_ps(v, v, 3)))
-#define NO_LANES(v) 0.0f
-#define QBLK_ALL(SFX, CODES2)                                                                   \
-    QBLK_KERNEL(q4_0##SFX, lm_block_q4_0, lm_block_q8_0, NO_HI, NO_HI, 8, NO_MS, pair_h, 1,      \
-                NO_LANES, 1, 1, CODES2)                                                         \
-    QBLK_KERNEL(q5_0##SFX, lm_block_q5_0, lm_block_q8_0, HI5_2, HI5_1, 16, NO_MS, pair_h, 1,     \
-                NO_LANES, 1, 1, CODES2)                                                         \
-    QBLK_KERNEL(q4_1##SFX, lm_block_q4_1, lm_block_q8_1, NO_HI, NO_HI, 0, MS_TERM, pair_dm, 2,   \
-                MS_LANES, 0, 0, CODES2)                                                         \
-    QBLK_KERNEL(q5_1##SFX, lm_block_q5_1, lm_block_q8_1, HI5_2, HI5_1, 0, MS_TERM, pair_dm, 2,   \
-                MS_LANES, 0, 0, CODES2)                                                         \
-    VDOT_ENTRY(q4_0##SFX, lm_block_q4_0, lm_block_q8_0)                                         \
-    VDOT_ENTRY(q5_0##SFX, lm_block_q5_0, lm_block_q8_0)                                         \
-    VDOT_ENTRY(q4_1##SFX, lm_block_q4_1, lm_block_q8_1)                                         \
-    VDOT_ENTRY(q5_1##SFX, lm_block_q5_1, lm_block_q8_1)
-QBLK_ALL(, nib2b)
-LM_GFNI_BEGIN
-QBLK_ALL(_gf, nib2g)
-LM_GFNI_END
 
-AI void q8_0_nx(int64_t K, const lm_block_q8_0 *w, const lm_block_q8_0 *x, size_t xs, float *y,
-                size_t ys, const int nx) {
-    const int64_t nb = K / 32;
-    __m512 acc[LM_NX_MAX];
-    float tail[LM_NX_MAX];
-    const lm_block_q8_0 *xr[LM_NX_MAX];
-    for (int j = 0; j < nx; j++) {
-        acc[j] = _mm512_setzero_ps();
-        tail[j] = 0.0f;
-        xr[j] = (const lm_block_q8_0 *)((const char *)x + j * xs);
-    }
-    int64_t ib = 0;
-    for (; ib + 2 <= nb; ib += 2) {
-        const lm_block_q8_0 *b0 = w + ib, *b1 = b0 + 1;
-        __m512i wv = load2x32(b0->qs, b1->qs);
-        __m512i aw = _mm512_abs_epi8(wv);
-        __mmask64 neg = _mm512_movepi8_mask(wv);
-        const __m128 fw = pair_h(&b0->d, &b1->d);
-        for (int j = 0; j < nx; j++) {
-            const lm_block_q8_0 *a0 = xr[j] + ib, *a1 = a0 + 1;
-            __m512i xv = load2x32(a0->qs, a1->qs);
-            xv = _mm512_mask_sub_epi8(xv, neg, _mm512_setzero_si512(), xv);
-            __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), aw, xv);
-            const __m128 pr = _mm_mul_ps(fw, pair_h(&a0->d, &a1->d));
-            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), SPREAD(pr, 0, 1), acc[j]);
-        }
-    }
-    if (ib < nb) {
-        const lm_block_q8_0 *b0 = w + ib;
-        for (int j = 0; j < nx; j++) {
-            const lm_block_q8_0 *a0 = xr[j] + ib;
-            __m256i p = _mm256_madd_epi16(
-                _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b0->qs)),
-                _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)a0->qs)));
-            p = _mm256_add_epi32(p, _mm256_madd_epi16(
-                _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b0->qs + 16))),
-                _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(a0->qs + 16)))));
-            __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
-            s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(1, 0, 3, 2)));
-            s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(2, 3, 0, 1)));
-            tail[j] = (float)_mm_cvtsi128_si32(s4) * (f16(b0->d) * f16(a0->d));
-        }
-    }
-    for (int j = 0; j < nx; j++) y[j * ys] = _mm512_reduce_add_ps(acc[j]) + tail[j];
-}
-VDOT_ENTRY(q8_0, lm_block_q8_0, lm_block_q8_0)
-
-/* ---------------------------------------------------------------- tiled 32-block kernels */
-
-/* nw weight rows × nx activation rows per step, for the 32-element formats. Per block pair:
- * each weight row's codes (u8) and d-vector are built once, each activation row's qs and
- * d-vector once; the inner (r, j) step is one vpdpbusd, one int->float, one scale product and
- * one FMA. Offsets are removed per activation row: Σ (u - off) x = Σ u x - off Σ x, and
- * off Σ x (one vpdpbusd against a constant) is shared by the nw rows. Q8_0 weights enter as
- * u = w + 128 (xor 0x80) with off = 128. The _1 formats add (m/8)·s on each of a block's 8
- * lanes (exact scaling by a power of two), so the final lane sum gives m·s.
- * CODES2(b0, b1): 64 u8 codes of two blocks; CODES1(b0): 32 codes of one (tail). */
-#define GEMM_KERNEL(NAME, WB, XB, CODES2, CODES1, OFF, HASM, MS, WSC, XSC)                     \
-    AI void NAME##_g(int64_t K, const WB *w, size_t wst, const XB *x, size_t xs, float *y,      \
-                     size_t ys, const int nw, const int nx) {                                   \
-        const int64_t nb = K / 32;                                                              \
-        __m512 acc[LM_NW_MAX][LM_NX_MAX];                                                       \
-        const WB *wr[LM_NW_MAX];                                                                \
-        const XB *xr[LM_NX_MAX];                                                                \
-        for (int r = 0; r < nw; r++) {                                                          \
-            wr[r] = (const WB *)((const char *)w + r * wst);                                    \
-            for (int j = 0; j < nx; j++) acc[r][j] = _mm512_setzero_ps();                       \
-        }                                                                                       \
-        for (int j = 0; j < nx; j++) xr[j] = (const XB *)((const char *)x + j * xs);            \
-        const __m512i voff = _mm512_set1_epi8((char)(OFF));                                     \
-        int64_t ib = 0;                                                                         \
-        for (; ib + 2 <= nb; ib += 2) {                                                         \
-            __m512i q[LM_NW_MAX];                                                               \
-            __m512 dw[LM_NW_MAX], mw[LM_NW_MAX];                                                \
-            for (int r = 0; r < nw; r++) {                                                      \
-                const WB *b0 = wr[r] + ib;                                                      \
-                q[r] = CODES2(b0, b0 + 1);                                                      \
-                WSC(b0, dw[r], mw[r]);                                                          \
-            }                                                                                   \
-            for (int j = 0; j < nx; j++) {                                                      \
-                const XB *a0 = xr[j] + ib;                                                      \
-                __m512i xv = load2x32(a0[0].qs, a0[1].qs);                                      \
-                __m512 dx, sv;                                                                  \
-                XSC(a0, dx, sv);                                                                \
-                __m512i so = (OFF) ? _mm512_dpbusd_epi32(_mm512_setzero_si512(), voff, xv)      \
-                                   : _mm512_setzero_si512();                                    \
-                for (int r = 0; r < nw; r++) {                                                  \
-                    __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[r], xv);          \
-                    if (OFF) p = _mm512_sub_epi32(p, so);                                       \
-                    acc[r][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw[r], dx), \
-                                                acc[r][j]);                                     \
-                    if (HASM) acc[r][j] = _mm512_fmadd_ps(mw[r], sv, acc[r][j]);                \
-                }                                                                               \
-            }                                                                                   \
-        }                                                                                       \
-        for (int r = 0; r < nw; r++)                                                            \
-            for (int j = 0; j < nx; j++) {                                                      \
-                float t = _mm512_reduce_add_ps(acc[r][j]);                                      \
-                if (ib < nb) {                                                                  \
-                    const WB *b0 = wr[r] + ib;                                                  \
-                    const XB *a0 = xr[j] + ib;                                                  \
-                    __m256i xv = _mm256_loadu_si256((const __m256i *)a0->qs);                   \
-                    __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), CODES1(b0), xv);    \
-                    if (OFF)                                                                    \
-                        p = _mm256_sub_epi32(p, _mm256_dpbusd_epi32(_mm256_setzero_si256(),     \
-                                                                    _mm256_set1_epi8((char)(OFF)), \
-                                                                    xv));                       \
-                    __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(p),                       \
-                                               _mm256_extracti128_si256(p, 1));                 \
-                    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(1, 0, 3, 2)));     \
-                    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(2, 3, 0, 1)));     \
-                    t += (float)_mm_cvtsi128_si32(s4) * (f16(b0->d) * f16(a0->d)) + MS(b0, a0); \
-                }                                                                               \
-                y[j * ys + r] = t;                                                              \
-            }                                                                                   \
-    }
-
-/* scale vectors of a block pair: d (and m / 8, or s) each over its block's 8 lanes */
-#define WSC0(b0, dwv, mwv)                                                                      \
-    do {                                                                                        \
-        __m128 f_ = pair_h(&(b0)[0].d, &(b0)[1].d);                                             \
-        dwv = SPREAD(f_, 0, 1);                                                                 \
-        mwv = _mm512_setzero_ps();                                                              \
-    } while (0)
-#define WSC1(b0, dwv, mwv)                                                                      \
-    do {                                                                                        \
-        __m128 f_ = pair_dm(&(b0)[0].d, &(b0)[1].d);                                            \
-        dwv = SPREAD(f_, 0, 2);                                                                 \
-        f_ = _mm_mul_ps(f_, _mm_set1_ps(0.125f));                                               \
-        mwv = SPREAD(f_, 1, 3);                                                                 \
-    } while (0)
-#define XSC0(a0, dxv, sxv)                                                                      \
-    do {                                                                                        \
-        __m128 f_ = pair_h(&(a0)[0].d, &(a0)[1].d);                                             \
-        dxv = SPREAD(f_, 0, 1);                                                                 \
-        sxv = _mm512_setzero_ps();                                                              \
-    } while (0)
-#define XSC1(a0, dxv, sxv)                                                                      \
-    do {                                                                                        \
-        __m128 f_ = pair_dm(&(a0)[0].d, &(a0)[1].d);                                            \
-        dxv = SPREAD(f_, 0, 2);                                                                 \
-        sxv = SPREAD(f_, 1, 3);                                                                 \
-    } while (0)
-
-#define CD2_Q4(b0, b1) nib2((b0)->qs, (b1)->qs)
-#define CD1_Q4(b0) nib1((b0)->qs)
-#define CD2_Q5(b0, b1) HI5_2(nib2((b0)->qs, (b1)->qs), b0, b1)
-#define CD1_Q5(b0) HI5_1(nib1((b0)->qs), b0)
+/* u8 codes of a block pair (for the packed GEMM): nibbles (+ 5th bit), Q8_0 as w ^ 0x80 */
+#define CD2_Q4(b0, b1) nib2b((b0)->qs, (b1)->qs)
+#define CD2_Q5(b0, b1) HI5_2(nib2b((b0)->qs, (b1)->qs), b0, b1)
 #define CD2_Q8(b0, b1) _mm512_xor_si512(load2x32((b0)->qs, (b1)->qs), _mm512_set1_epi8((char)0x80))
-#define CD1_Q8(b0)                                                                              \
-    _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(b0)->qs), _mm256_set1_epi8((char)0x80))
 
-GEMM_KERNEL(q4_0, lm_block_q4_0, lm_block_q8_0, CD2_Q4, CD1_Q4, 8, 0, NO_MS, WSC0, XSC0)
-GEMM_KERNEL(q5_0, lm_block_q5_0, lm_block_q8_0, CD2_Q5, CD1_Q5, 16, 0, NO_MS, WSC0, XSC0)
-GEMM_KERNEL(q8_0, lm_block_q8_0, lm_block_q8_0, CD2_Q8, CD1_Q8, 128, 0, NO_MS, WSC0, XSC0)
-GEMM_KERNEL(q4_1, lm_block_q4_1, lm_block_q8_1, CD2_Q4, CD1_Q4, 0, 1, MS_TERM, WSC1, XSC1)
-GEMM_KERNEL(q5_1, lm_block_q5_1, lm_block_q8_1, CD2_Q5, CD1_Q5, 0, 1, MS_TERM, WSC1, XSC1)
+/* ---------------------------------------------------------------- packed GEMM (prefill) */
 
-/* Instantiates NAME##_g for every (nw, nx) as constants. */
-#define GEMM_NX(NAME, wp, wst, NW, xp, xs, nx, y, ys)                                           \
-    switch (nx) {                                                                               \
-    case 1: NAME##_g(K, wp, wst, xp, xs, y, ys, NW, 1); break;                                  \
-    case 2: NAME##_g(K, wp, wst, xp, xs, y, ys, NW, 2); break;                                  \
-    case 3: NAME##_g(K, wp, wst, xp, xs, y, ys, NW, 3); break;                                  \
-    default: NAME##_g(K, wp, wst, xp, xs, y, ys, NW, 4); break;                                 \
-    }
-#define GEMM_ENTRY(NAME, WB, XB)                                                                \
-    static void gemm_##NAME(int64_t K, const void *w, size_t wst, int nw, const void *x,        \
-                            size_t xs, int nx, float *y, size_t ys) {                           \
-        const WB *wp = w;                                                                       \
-        const XB *xp = x;                                                                       \
-        switch (nw) {                                                                           \
-        case 1: GEMM_NX(NAME, wp, wst, 1, xp, xs, nx, y, ys) break;                             \
-        case 2: GEMM_NX(NAME, wp, wst, 2, xp, xs, nx, y, ys) break;                             \
-        case 3: GEMM_NX(NAME, wp, wst, 3, xp, xs, nx, y, ys) break;                             \
-        default: GEMM_NX(NAME, wp, wst, 4, xp, xs, nx, y, ys) break;                            \
+/* Prefill with n activation rows multiplies each weight block n times, so its unpacking, its
+ * scale conversion and the activation's scale work are worth doing once per call instead of
+ * once per tile: the driver packs (kernels.h: lm_pk_layout_of) the activation rows once and the
+ * weight rows once per chunk, and the inner (r, j) step of a block pair is four instructions on
+ * whole aligned vectors: vpdpbusd (started from the offset term), int->float, the scale
+ * product d_w d_x (both broadcast as float pairs: the dword interleave makes lane i belong to
+ * block i % 2) and an FMA. */
+
+/* [block 0 (32 bytes) | block 1] -> dwords interleaved: dword 2i = block 0's i, 2i+1 = 1's */
+AI __m512i pk_ilv(__m512i v) {
+    return _mm512_permutexvar_epi32(
+        _mm512_set_epi32(15, 7, 14, 6, 13, 5, 12, 4, 11, 3, 10, 2, 9, 1, 8, 0), v);
+}
+AI uint64_t rd64(const uint8_t *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+/* 64-bit value at p in every qword: a float pair (d0, d1) or an int32 pair */
+AI __m512 pk_bc2f(const uint8_t *p) {
+    return _mm512_castsi512_ps(_mm512_set1_epi64((long long)rd64(p)));
+}
+AI __m512i pk_bc2i(const uint8_t *p) { return _mm512_set1_epi64((long long)rd64(p)); }
+
+#define PK_M(b) f16((b)->m)
+#define PK_NOM(b) 0.0f
+#define PACK_W(NAME, WB, CODES2, MV)                                                            \
+    static void pack_w_##NAME(int64_t K, const void *w, size_t wst, int nw, uint8_t *dst,       \
+                              size_t dst_st) {                                                  \
+        const lm_pk_layout L = lm_pk_layout_of(K);                                              \
+        const int64_t nb = K / 32;                                                              \
+        WB z;                                                                                   \
+        memset(&z, 0, sizeof z);                                                                \
+        for (int r = 0; r < nw; r++) {                                                          \
+            const WB *wr = (const WB *)((const char *)w + (size_t)r * wst);                     \
+            uint8_t *o = dst + (size_t)r * dst_st;                                              \
+            float *od = (float *)(o + L.off_d), *oe = (float *)(o + L.off_e);                   \
+            for (int64_t p = 0; p < L.npair; p++) {                                             \
+                const WB *b0 = wr + 2 * p, *b1 = 2 * p + 1 < nb ? b0 + 1 : &z;                  \
+                _mm512_store_si512(o + 64 * p, pk_ilv(CODES2(b0, b1)));                         \
+                od[2 * p] = f16(b0->d);                                                         \
+                od[2 * p + 1] = f16(b1->d);                                                     \
+                oe[2 * p] = MV(b0);                                                             \
+                oe[2 * p + 1] = MV(b1);                                                         \
+            }                                                                                   \
+            for (int64_t i = 2 * L.npair; i < L.nbp; i++) oe[i] = 0.0f;                         \
         }                                                                                       \
     }
-GEMM_ENTRY(q4_0, lm_block_q4_0, lm_block_q8_0)
-GEMM_ENTRY(q5_0, lm_block_q5_0, lm_block_q8_0)
-GEMM_ENTRY(q8_0, lm_block_q8_0, lm_block_q8_0)
-GEMM_ENTRY(q4_1, lm_block_q4_1, lm_block_q8_1)
-GEMM_ENTRY(q5_1, lm_block_q5_1, lm_block_q8_1)
+PACK_W(q4_0, lm_block_q4_0, CD2_Q4, PK_NOM)
+PACK_W(q5_0, lm_block_q5_0, CD2_Q5, PK_NOM)
+PACK_W(q8_0, lm_block_q8_0, CD2_Q8, PK_NOM)
+PACK_W(q4_1, lm_block_q4_1, CD2_Q4, PK_M)
+PACK_W(q5_1, lm_block_q5_1, CD2_Q5, PK_M)
+
+AI int sum_qs32(const int8_t *qs) {
+    __m256i v = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1),
+                                    _mm256_loadu_si256((const __m256i *)qs));
+    __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(1, 0, 3, 2)));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(s4);
+}
+/* Q8_0 (aux = -Σq, e = 0) or Q8_1 (aux = 0, e = s) activation row -> packed */
+#define PACK_X(NAME, XB, IS1)                                                                   \
+    static void pack_x_##NAME(int64_t K, const void *xq, uint8_t *o) {                          \
+        const lm_pk_layout L = lm_pk_layout_of(K);                                              \
+        const int64_t nb = K / 32;                                                              \
+        const XB *x = xq;                                                                       \
+        XB z;                                                                                   \
+        memset(&z, 0, sizeof z);                                                                \
+        float *od = (float *)(o + L.off_d), *oe = (float *)(o + L.off_e);                       \
+        int32_t *oa = (int32_t *)(o + L.off_aux);                                               \
+        for (int64_t p = 0; p < L.npair; p++) {                                                 \
+            const XB *a0 = x + 2 * p, *a1 = 2 * p + 1 < nb ? a0 + 1 : &z;                       \
+            _mm512_store_si512(o + 64 * p, pk_ilv(load2x32(a0->qs, a1->qs)));                   \
+            od[2 * p] = f16(a0->d);                                                             \
+            od[2 * p + 1] = f16(a1->d);                                                         \
+            oa[2 * p] = IS1 ? 0 : -sum_qs32(a0->qs);                                            \
+            oa[2 * p + 1] = IS1 ? 0 : -sum_qs32(a1->qs);                                        \
+            oe[2 * p] = IS1 ? PK_XS(a0) : 0.0f;                                                 \
+            oe[2 * p + 1] = IS1 ? PK_XS(a1) : 0.0f;                                             \
+        }                                                                                       \
+        for (int64_t i = 2 * L.npair; i < L.nbp; i++) oe[i] = 0.0f;                             \
+    }
+#define PK_XS(a) pk_xs(a)
+static inline float pk_xs(const void *a) {
+    lm_half s;
+    memcpy(&s, (const char *)a + 2, 2); /* Q8_1: d, s, qs */
+    return f16(s);
+}
+PACK_X(q8_0, lm_block_q8_0, 0)
+PACK_X(q8_1, lm_block_q8_1, 1)
+
+/* Horizontal sums of 4 vectors as one xmm [Σa, Σb, Σc, Σd]. */
+AI __m128 hsum4(__m512 a, __m512 b, __m512 c, __m512 d) {
+    __m512 t0 = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+    __m512 t1 = _mm512_add_ps(_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
+    __m512 u = _mm512_add_ps(_mm512_shuffle_ps(t0, t1, _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_ps(t0, t1, _MM_SHUFFLE(3, 2, 3, 2)));
+    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(u), _mm512_extractf32x8_ps(u, 1));
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+/* OSH: the offset term's lanes are -Σq << OSH (each of a block's 8 lanes carries 1/8 of
+ * off · Σq: off = 8, 16, 128 -> OSH 0, 1, 4); OSH < 0: no offset. HASE: add Σ e_w e_x. */
+#define PGEMM_KERNEL(NAME, OSH, HASE)                                                           \
+    AI void NAME##_pg(int64_t K, const uint8_t *pw, size_t pws, const uint8_t *px, size_t pxs,  \
+                      float *y, size_t ys, const int nw, const int nx) {                        \
+        const lm_pk_layout L = lm_pk_layout_of(K);                                              \
+        __m512 acc[LM_NW_MAX][LM_NX_MAX];                                                       \
+        _Pragma("GCC unroll 4") for (int r = 0; r < nw; r++)                                    \
+            _Pragma("GCC unroll 4") for (int j = 0; j < nx; j++) acc[r][j] =                    \
+                _mm512_setzero_ps();                                                            \
+        for (int64_t p = 0; p < L.npair; p++) {                                                 \
+            __m512i q[LM_NW_MAX];                                                               \
+            __m512 dw[LM_NW_MAX];                                                               \
+            _Pragma("GCC unroll 4") for (int r = 0; r < nw; r++) {                              \
+                const uint8_t *wr = pw + (size_t)r * pws;                                       \
+                q[r] = _mm512_load_si512(wr + 64 * p);                                          \
+                dw[r] = pk_bc2f(wr + L.off_d + 8 * p);                                          \
+            }                                                                                   \
+            _Pragma("GCC unroll 4") for (int j = 0; j < nx; j++) {                              \
+                const uint8_t *xr = px + (size_t)j * pxs;                                       \
+                const __m512i xv = _mm512_load_si512(xr + 64 * p);                              \
+                const __m512 dx = pk_bc2f(xr + L.off_d + 8 * p);                                \
+                const __m512i so = OSH >= 0 ? _mm512_slli_epi32(pk_bc2i(xr + L.off_aux + 8 * p), \
+                                                                OSH >= 0 ? OSH : 0)             \
+                                            : _mm512_setzero_si512();                           \
+                _Pragma("GCC unroll 4") for (int r = 0; r < nw; r++) {                          \
+                    const __m512i t = _mm512_dpbusd_epi32(so, q[r], xv);                        \
+                    acc[r][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), _mm512_mul_ps(dw[r], dx), \
+                                                acc[r][j]);                                     \
+                }                                                                               \
+            }                                                                                   \
+        }                                                                                       \
+        if (HASE)                                                                               \
+            _Pragma("GCC unroll 4") for (int r = 0; r < nw; r++)                                \
+                _Pragma("GCC unroll 4") for (int j = 0; j < nx; j++) {                          \
+                    const float *ew = (const float *)(pw + (size_t)r * pws + L.off_e);          \
+                    const float *ex = (const float *)(px + (size_t)j * pxs + L.off_e);          \
+                    for (int64_t i = 0; i < L.nbp; i += 16)                                     \
+                        acc[r][j] = _mm512_fmadd_ps(_mm512_load_ps(ew + i),                     \
+                                                    _mm512_load_ps(ex + i), acc[r][j]);         \
+                }                                                                               \
+        _Pragma("GCC unroll 4") for (int j = 0; j < nx; j++) {                                  \
+            if (nw == 4)                                                                        \
+                _mm_storeu_ps(y + j * ys,                                                       \
+                              hsum4(acc[0][j], acc[1][j], acc[2][j], acc[3][j]));               \
+            else                                                                                \
+                _Pragma("GCC unroll 4") for (int r = 0; r < nw; r++) y[j * ys + r] =            \
+                    _mm512_reduce_add_ps(acc[r][j]);                                            \
+        }                                                                                       \
+    }
+PGEMM_KERNEL(q4_0, 0, 0)
+PGEMM_KERNEL(q5_0, 1, 0)
+PGEMM_KERNEL(q8_0, 4, 0)
+PGEMM_KERNEL(q4_1, -1, 1)
+
+#define PGEMM_NX(NAME, NW)                                                                      \
+    switch (nx) {                                                                               \
+    case 1: NAME##_pg(K, pw, pws, px, pxs, y, ys, NW, 1); break;                                \
+    case 2: NAME##_pg(K, pw, pws, px, pxs, y, ys, NW, 2); break;                                \
+    case 3: NAME##_pg(K, pw, pws, px, pxs, y, ys, NW, 3); break;                                \
+    default: NAME##_pg(K, pw, pws, px, pxs, y, ys, NW, 4); break;                               \
+    }
+#define PGEMM_ENTRY(NAME)                                                                       \
+    static void pgemm_##NAME(int64_t K, const uint8_t *pw, size_t pws, int nw, const uint8_t *px, \
+                             size_t pxs, int nx, float *y, size_t ys) {                         \
+        switch (nw) {                                                                           \
+        case 1: PGEMM_NX(NAME, 1) break;                                                        \
+        case 2: PGEMM_NX(NAME, 2) break;                                                        \
+        case 3: PGEMM_NX(NAME, 3) break;                                                        \
+        default: PGEMM_NX(NAME, 4) break;                                                       \
+        }                                                                                       \
+    }
+PGEMM_ENTRY(q4_0)
+PGEMM_ENTRY(q5_0)
+PGEMM_ENTRY(q8_0)
+PGEMM_ENTRY(q4_1) /* also Q5_1: the packed codes carry the 5th bit */
+
+/* ---------------------------------------------------------------- multi-row decode */
+
+/* Decode (n = 1) streams every weight byte once; with rows of 576-2048 elements (18-64 blocks)
+ * the one-row kernel spent as much on per-row and activation-side work as on the weights. Here
+ * the activation side is prepared once per call (dpack, kernels.h: quants 64-byte aligned so a
+ * block pair is one memory operand of vpdpbusd, scales as floats), and per block pair the
+ * weight's fp16 scales (pair_h / pair_dm) multiply the pre-converted [d_x0, e0, d_x1, e1]: lanes
+ * 0 and 2 scale the pair's 16 sums (one vpermps), lanes 1 and 3 are m_w s_x (_1 formats) or
+ * d_w d_x Σq_x (the -off term of Q4_0 / Q5_0), summed in an xmm and folded in once per row. A
+ * call covers up to 4 rows, processed one after the other and reduced together (hsum4).
+ * What did not pay (bench/RESULTS.md): interleaving the 4 rows block by block (sharing each
+ * activation load; faster in cache, but from memory the interleaved streams defeated the
+ * hardware prefetcher: Q8_0 49152 × 576 21 GB/s one row at a time, 15 with 2 rows, 6 with 4);
+ * converting the scales of 8 weight blocks at once (vpermt2w windows, one vcvtph2ps) and
+ * spreading per pair from that vector (slower in cache, and 64-byte window loads over the
+ * coming blocks halved the streaming rate of long rows); one block per 256-bit vector;
+ * software prefetch.
+ * KIND 0: Q4_0 / Q5_0 (offset OFF); 1: Q4_1 / Q5_1; 2: Q8_0 (|w| and x with w's sign). */
+static inline float lanes13(__m128 v) {
+    return _mm_cvtss_f32(_mm_shuffle_ps(v, v, 1)) + _mm_cvtss_f32(_mm_shuffle_ps(v, v, 3));
+}
+AI int hsum8i(__m256i p) {
+    __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(1, 0, 3, 2)));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(s4);
+}
+/* integer dot of a block pair (KIND 0/1: u8 codes; 2: signed Q8_0 weights) with xv */
+#define GV_DOT2(KIND, CODES2, b0, xv)                                                           \
+    ((KIND) == 2 ? gv_dot2_q8((const lm_block_q8_0 *)(const void *)(b0), xv)                    \
+                 : _mm512_dpbusd_epi32(_mm512_setzero_si512(), CODES2(b0, (b0) + 1), xv))
+AI __m512i gv_dot2_q8(const lm_block_q8_0 *b0, __m512i xv) {
+    const __m512i wv = load2x32(b0[0].qs, b0[1].qs);
+    const __mmask64 neg = _mm512_movepi8_mask(wv);
+    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(wv),
+                               _mm512_mask_sub_epi8(xv, neg, _mm512_setzero_si512(), xv));
+}
+AI int gv_dot1_q8(const lm_block_q8_0 *b0, __m256i xv) {
+    const __m256i wv = _mm256_loadu_si256((const __m256i *)b0->qs);
+    const __mmask32 neg = _mm256_movepi8_mask(wv);
+    return hsum8i(_mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(wv),
+                                      _mm256_mask_sub_epi8(xv, neg, _mm256_setzero_si256(), xv)));
+}
+#define GV_DOT1(KIND, CODES1, b0, xv)                                                           \
+    ((KIND) == 2 ? gv_dot1_q8((const lm_block_q8_0 *)(const void *)(b0), xv)                    \
+                 : hsum8i(_mm256_dpbusd_epi32(_mm256_setzero_si256(), CODES1(b0), xv)))
+#define GV_M(b) f16((b)->m)
+
+/* pair ib of row wr into (A, AM): [p0, e0, p1, e1] = [d_w0, m_0 | d_w0, d_w1, m_1 | d_w1] ×
+ * [d_x0, e_x0, d_x1, e_x1]; lanes 0 / 2 scale the pair's 16 sums, lanes 1 / 3 are the e terms */
+#define GV_PAIR(KIND, CODES2, WB, wr, ib, xp, xpr, A, AM)                                       \
+    do {                                                                                        \
+        const WB *b0_ = (wr) + (ib);                                                            \
+        __m128 fw_;                                                                             \
+        if ((KIND) == 1) {                                                                      \
+            fw_ = pair_dm(&b0_->d, &b0_[1].d);                                                  \
+        } else {                                                                                \
+            fw_ = pair_h(&b0_->d, &b0_[1].d);                                                   \
+            fw_ = _mm_unpacklo_ps(fw_, fw_);                                                    \
+        }                                                                                       \
+        const __m128 pr_ = _mm_mul_ps(fw_, _mm_load_ps((xpr) + 2 * (ib)));                      \
+        const __m512i p_ = GV_DOT2(KIND, CODES2, b0_, _mm512_load_si512((xp) + 32 * (ib)));     \
+        A = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p_), SPREAD(pr_, 0, 2), A);                      \
+        AM = _mm_add_ps(AM, pr_);                                                               \
+    } while (0)
+
+#define GEMV_KERNEL(NAME, WB, CODES2, CODES1, KIND, OFF, MF)                                    \
+    /* one row: its lane sums in *accp (to be reduced), the rest in *tailp */                  \
+    AI void NAME##_gv1(const lm_dp_layout *L, const WB *wr, const uint8_t *xp, __m512 *accp,   \
+                       float *tailp) {                                                          \
+        const float *xpr = (const float *)(xp + L->off_pr);                                     \
+        __m512 acc = _mm512_setzero_ps();                                                       \
+        __m128 accm = _mm_setzero_ps();                                                         \
+        float tail = 0.0f;                                                                      \
+        int64_t ib = 0;                                                                         \
+        for (; ib + 2 <= L->nb; ib += 2) GV_PAIR(KIND, CODES2, WB, wr, ib, xp, xpr, acc, accm); \
+        if (ib < L->nb) {                                                                       \
+            const __m256i xv = _mm256_load_si256((const __m256i *)(xp + 32 * ib));              \
+            const float dx = xpr[2 * ib], ex = xpr[2 * ib + 1];                                 \
+            const WB *b0 = wr + ib;                                                             \
+            const float dw = f16(b0->d);                                                        \
+            tail = (float)GV_DOT1(KIND, CODES1, b0, xv) * (dw * dx) +                           \
+                   ((KIND) == 1 ? MF(b0) * ex : (KIND) == 0 ? -(float)(OFF) * dw * ex : 0.0f);  \
+        }                                                                                       \
+        if ((KIND) == 1) tail += lanes13(accm);                                                 \
+        if ((KIND) == 0) tail -= (float)(OFF) * lanes13(accm);                                  \
+        *accp = acc;                                                                            \
+        *tailp = tail;                                                                          \
+    }                                                                                           \
+    /* rows one after the other (the weights stream in address order), reduced together */     \
+    AI void NAME##_gv(int64_t K, const WB *w, size_t wst, const uint8_t *xp, float *y,          \
+                      const int nw) {                                                           \
+        const lm_dp_layout L = lm_dp_layout_of(K);                                              \
+        __m512 acc[LM_NW_MAX];                                                                  \
+        float tail[LM_NW_MAX];                                                                  \
+        _Pragma("GCC unroll 4") for (int r = 0; r < nw; r++)                                    \
+            NAME##_gv1(&L, (const WB *)((const char *)w + (size_t)r * wst), xp, &acc[r],        \
+                       &tail[r]);                                                               \
+        if (nw == 4) {                                                                          \
+            _mm_storeu_ps(y, _mm_add_ps(hsum4(acc[0], acc[1], acc[2], acc[3]),                  \
+                                        _mm_loadu_ps(tail)));                                   \
+        } else {                                                                                \
+            _Pragma("GCC unroll 4") for (int r = 0; r < nw; r++) y[r] =                         \
+                _mm512_reduce_add_ps(acc[r]) + tail[r];                                         \
+        }                                                                                       \
+    }
+#define GEMV_ENTRY(NAME, WB)                                                                    \
+    static void gemv_##NAME(int64_t K, const void *w, size_t wst, int nw, const uint8_t *x,     \
+                            float *y) {                                                         \
+        const WB *wp = w;                                                                       \
+        switch (nw) {                                                                           \
+        case 1: NAME##_gv(K, wp, wst, x, y, 1); break;                                          \
+        case 2: NAME##_gv(K, wp, wst, x, y, 2); break;                                          \
+        case 3: NAME##_gv(K, wp, wst, x, y, 3); break;                                          \
+        default: NAME##_gv(K, wp, wst, x, y, 4); break;                                         \
+        }                                                                                       \
+    }
+#define GV_NOM(b) 0.0f
+#define GV_C2_Q4(b0, b1) CODES2X((b0)->qs, (b1)->qs)
+#define GV_C2_Q5(b0, b1) HI5_2(CODES2X((b0)->qs, (b1)->qs), b0, b1)
+#define GV_C1_Q4(b0) nib1((b0)->qs)
+#define GV_C1_Q5(b0) HI5_1(nib1((b0)->qs), b0)
+#define GV_NONE(...) _mm512_setzero_si512()
+#define GV_NONE1(...) _mm256_setzero_si256()
+#define GEMV_ALL(SFX)                                                                           \
+    GEMV_KERNEL(q4_0##SFX, lm_block_q4_0, GV_C2_Q4, GV_C1_Q4, 0, 8, GV_NOM)                     \
+    GEMV_KERNEL(q5_0##SFX, lm_block_q5_0, GV_C2_Q5, GV_C1_Q5, 0, 16, GV_NOM)                    \
+    GEMV_KERNEL(q4_1##SFX, lm_block_q4_1, GV_C2_Q4, GV_C1_Q4, 1, 0, GV_M)                       \
+    GEMV_KERNEL(q5_1##SFX, lm_block_q5_1, GV_C2_Q5, GV_C1_Q5, 1, 0, GV_M)                       \
+    GEMV_ENTRY(q4_0##SFX, lm_block_q4_0)                                                        \
+    GEMV_ENTRY(q5_0##SFX, lm_block_q5_0)                                                        \
+    GEMV_ENTRY(q4_1##SFX, lm_block_q4_1)                                                        \
+    GEMV_ENTRY(q5_1##SFX, lm_block_q5_1)
+#define CODES2X nib2b
+GEMV_ALL()
+GEMV_KERNEL(q8_0, lm_block_q8_0, GV_NONE, GV_NONE1, 2, 0, GV_NOM)
+GEMV_ENTRY(q8_0, lm_block_q8_0)
+#undef CODES2X
+#define CODES2X nib2g
+LM_GFNI_BEGIN
+GEMV_ALL(_gf)
+LM_GFNI_END
+#undef CODES2X
+
+/* the decode layout of one Q8_0 (e = d Σq) or Q8_1 (e = s) row */
+#define DPACK(NAME, XB, IS1)                                                                    \
+    static void dpack_##NAME(int64_t K, const void *xq, uint8_t *o) {                           \
+        const lm_dp_layout L = lm_dp_layout_of(K);                                              \
+        const XB *x = xq;                                                                       \
+        float *pr = (float *)(o + L.off_pr);                                                    \
+        for (int64_t b = 0; b < 2 * L.npair; b++) {                                             \
+            float d = 0.0f, e = 0.0f;                                                           \
+            if (b < L.nb) {                                                                     \
+                memcpy(o + 32 * b, x[b].qs, 32);                                                \
+                d = f16(x[b].d);                                                                \
+                e = IS1 ? pk_xs(x + b) : d * (float)sum_qs32(x[b].qs);                          \
+            } else {                                                                            \
+                memset(o + 32 * b, 0, 32);                                                      \
+            }                                                                                   \
+            pr[2 * b] = d;                                                                      \
+            pr[2 * b + 1] = e;                                                                  \
+        }                                                                                       \
+    }
+DPACK(q8_0, lm_block_q8_0, 0)
+DPACK(q8_1, lm_block_q8_1, 1)
 
 /* ---------------------------------------------------------------- K-quants */
 
@@ -829,6 +785,208 @@ AI void q6_K_nx(int64_t K, const lm_block_q6_K *w, const lm_block_q8_K *x, size_
     for (int j = 0; j < nx; j++) y[j * ys] = _mm512_reduce_add_ps(acc[j]);
 }
 VDOT_ENTRY(q6_K, lm_block_q6_K, lm_block_q8_K)
+
+/* ---------------------------------------------------------------- K-quant packed GEMM */
+
+/* Prefill of the K-quants (kernels.h: lm_pkk_layout_of): the weight chunk's codes and spread
+ * sub-block scales are built once per call (the one-row kernel rebuilt them for every tile of
+ * four activation rows: about a third of its work), the activations' qs are copied to aligned
+ * rows, and the min terms of Q4_K / Q5_K become one float dot per (row, activation row) over
+ * the sub-blocks (-dmin·min against d_x·Σq). The inner step of a 64-element chunk is
+ * vpmaddubsw + vpdpwssd into an int32 accumulator per (row, activation row); one int->float,
+ * one scale product and one FMA per super-block. Q6_K's -32 is one more vpdpwssd of -32·scale
+ * against the bsums, in the same integer sum. Tiles of 4 weight rows × 2 activation rows keep
+ * the 8 integer and 8 float accumulators, the rows' codes and scales in registers. */
+#define PKK_W_SB 576
+#define PKK_X_SB 320
+#define PACKW_K45(NAME, WB, HAS5, LOADQH)                                                       \
+    static void pack_w_##NAME(int64_t K, const void *w, size_t wst, int nw, uint8_t *dst,       \
+                              size_t dst_st) {                                                  \
+        const lm_pkk_layout L = lm_pkk_layout_of(K);                                            \
+        const __m256i m4 = _mm256_set1_epi8(0x0f);                                              \
+        for (int r = 0; r < nw; r++) {                                                          \
+            const WB *wr = (const WB *)((const char *)w + (size_t)r * wst);                     \
+            uint8_t *o = dst + (size_t)r * dst_st;                                              \
+            float *od = (float *)(o + L.w_off_d), *oe = (float *)(o + L.w_off_e);               \
+            for (int64_t sb = 0; sb < L.nsb; sb++) {                                            \
+                const WB *b = wr + sb;                                                          \
+                uint8_t *ob = o + (size_t)sb * PKK_W_SB;                                        \
+                __m256i sc16, mn16;                                                             \
+                kscales(b->scales, &sc16, &mn16);                                               \
+                const __m256i qh = LOADQH(b);                                                   \
+                for (int c = 0; c < 4; c++) {                                                   \
+                    __m256i t = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * c));          \
+                    __m256i lo = _mm256_and_si256(t, m4);                                       \
+                    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(t, 4), m4);                 \
+                    if (HAS5) {                                                                 \
+                        const __m256i one = _mm256_set1_epi8(1);                                \
+                        __m256i h0 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one);       \
+                        __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one);   \
+                        lo = _mm256_or_si256(lo, _mm256_slli_epi16(h0, 4));                     \
+                        hi = _mm256_or_si256(hi, _mm256_slli_epi16(h1, 4));                     \
+                    }                                                                           \
+                    _mm512_store_si512(ob + 64 * c,                                             \
+                                       _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1));  \
+                    _mm512_store_si512(ob + 256 + 64 * c, spread16(sc16, 2 * c, 16));           \
+                }                                                                               \
+                _mm512_store_si512(ob + 512, _mm512_setzero_si512());                           \
+                od[sb] = f16(b->d);                                                             \
+                int16_t mn[16];                                                                 \
+                _mm256_storeu_si256((__m256i *)mn, mn16);                                       \
+                const float dmin = f16(b->dmin);                                                \
+                for (int s = 0; s < 8; s++) oe[8 * sb + s] = -dmin * (float)mn[2 * s];          \
+            }                                                                                   \
+            for (int64_t i = 8 * L.nsb; i < L.ne; i++) oe[i] = 0.0f;                            \
+        }                                                                                       \
+    }
+PACKW_K45(q4_K, lm_block_q4_K, 0, QH_NONE)
+PACKW_K45(q5_K, lm_block_q5_K, 1, QH_LOAD)
+
+static void pack_w_q6_K(int64_t K, const void *w, size_t wst, int nw, uint8_t *dst,
+                        size_t dst_st) {
+    const lm_pkk_layout L = lm_pkk_layout_of(K);
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m2 = _mm512_set1_epi8(3);
+    const __m512i sh_lo = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
+    const __m512i sh_hi = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+    for (int r = 0; r < nw; r++) {
+        const lm_block_q6_K *wr = (const lm_block_q6_K *)((const char *)w + (size_t)r * wst);
+        uint8_t *o = dst + (size_t)r * dst_st;
+        float *od = (float *)(o + L.w_off_d), *oe = (float *)(o + L.w_off_e);
+        for (int64_t sb = 0; sb < L.nsb; sb++) {
+            const lm_block_q6_K *b = wr + sb;
+            uint8_t *ob = o + (size_t)sb * PKK_W_SB;
+            const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
+            for (int h = 0; h < 2; h++) {
+                __m512i ql = _mm512_loadu_si512(b->ql + 64 * h);
+                __m256i qh256 = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
+                __m512i qh = _mm512_inserti64x4(_mm512_castsi256_si512(qh256), qh256, 1);
+                __m512i hl = _mm512_and_si512(_mm512_srlv_epi16(qh, sh_lo), m2);
+                __m512i hh = _mm512_and_si512(_mm512_srlv_epi16(qh, sh_hi), m2);
+                _mm512_store_si512(ob + 128 * h, _mm512_or_si512(_mm512_and_si512(ql, m4),
+                                                                 _mm512_slli_epi16(hl, 4)));
+                _mm512_store_si512(ob + 128 * h + 64,
+                                   _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+                                                   _mm512_slli_epi16(hh, 4)));
+                _mm512_store_si512(ob + 256 + 128 * h, spread16(sc16, 8 * h, 8));
+                _mm512_store_si512(ob + 256 + 128 * h + 64, spread16(sc16, 8 * h + 4, 8));
+            }
+            const __m256i off =
+                _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(sc16, 5));
+            _mm512_store_si512(ob + 512, _mm512_zextsi256_si512(off));
+            od[sb] = f16(b->d);
+        }
+        for (int64_t i = 0; i < L.ne; i++) oe[i] = 0.0f;
+    }
+}
+
+static void pack_x_q8_K(int64_t K, const void *xq, uint8_t *o) {
+    const lm_pkk_layout L = lm_pkk_layout_of(K);
+    const lm_block_q8_K *x = xq;
+    float *od = (float *)(o + L.x_off_d), *oe = (float *)(o + L.x_off_e);
+    for (int64_t sb = 0; sb < L.nsb; sb++) {
+        uint8_t *ob = o + (size_t)sb * PKK_X_SB;
+        memcpy(ob, x[sb].qs, 256);
+        memcpy(ob + 256, x[sb].bsums, 32);
+        memset(ob + 288, 0, 32);
+        od[sb] = x[sb].d;
+        for (int s = 0; s < 8; s++)
+            oe[8 * sb + s] = x[sb].d * (float)(x[sb].bsums[2 * s] + x[sb].bsums[2 * s + 1]);
+    }
+    for (int64_t i = 8 * L.nsb; i < L.ne; i++) oe[i] = 0.0f;
+}
+
+#define KPG_NW 2 /* weight rows per sub-tile */
+#define KPGEMM_KERNEL(NAME, HASOFF, HASE)                                                       \
+    AI void NAME##_kpg(int64_t K, const uint8_t *pw, size_t pws, const uint8_t *px, size_t pxs, \
+                       float *y, size_t ys, const int nw, const int nx) {                       \
+        const lm_pkk_layout L = lm_pkk_layout_of(K);                                            \
+        __m512 acc[KPG_NW][LM_NX_MAX];                                                          \
+        _Pragma("GCC unroll 4") for (int r = 0; r < nw; r++)                                    \
+            _Pragma("GCC unroll 4") for (int j = 0; j < nx; j++) acc[r][j] =                    \
+                _mm512_setzero_ps();                                                            \
+        for (int64_t sb = 0; sb < L.nsb; sb++) {                                                \
+            __m512i ai[KPG_NW][LM_NX_MAX];                                                      \
+            _Pragma("GCC unroll 4") for (int r = 0; r < nw; r++)                                \
+                _Pragma("GCC unroll 4") for (int j = 0; j < nx; j++) ai[r][j] =                 \
+                    _mm512_setzero_si512();                                                     \
+            _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) {                               \
+                __m512i q[KPG_NW], sv[KPG_NW];                                            \
+                _Pragma("GCC unroll 4") for (int r = 0; r < nw; r++) {                          \
+                    const uint8_t *wb = pw + (size_t)r * pws + (size_t)sb * PKK_W_SB;           \
+                    q[r] = _mm512_load_si512(wb + 64 * c);                                      \
+                    sv[r] = _mm512_load_si512(wb + 256 + 64 * c);                               \
+                }                                                                               \
+                _Pragma("GCC unroll 4") for (int j = 0; j < nx; j++) {                          \
+                    const __m512i xq =                                                          \
+                        _mm512_load_si512(px + (size_t)j * pxs + (size_t)sb * PKK_X_SB + 64 * c); \
+                    _Pragma("GCC unroll 4") for (int r = 0; r < nw; r++) ai[r][j] =             \
+                        _mm512_dpwssd_epi32(ai[r][j], _mm512_maddubs_epi16(q[r], xq), sv[r]);   \
+                }                                                                               \
+            }                                                                                   \
+            if (HASOFF)                                                                         \
+                _Pragma("GCC unroll 4") for (int j = 0; j < nx; j++) {                          \
+                    const __m512i bs =                                                          \
+                        _mm512_load_si512(px + (size_t)j * pxs + (size_t)sb * PKK_X_SB + 256);  \
+                    _Pragma("GCC unroll 4") for (int r = 0; r < nw; r++) ai[r][j] =             \
+                        _mm512_dpwssd_epi32(ai[r][j], bs,                                       \
+                                            _mm512_load_si512(pw + (size_t)r * pws +            \
+                                                              (size_t)sb * PKK_W_SB + 512));    \
+                }                                                                               \
+            _Pragma("GCC unroll 4") for (int r = 0; r < nw; r++) {                              \
+                const __m512 dw =                                                               \
+                    _mm512_set1_ps(((const float *)(pw + (size_t)r * pws + L.w_off_d))[sb]);    \
+                _Pragma("GCC unroll 4") for (int j = 0; j < nx; j++) {                          \
+                    const __m512 dx =                                                           \
+                        _mm512_set1_ps(((const float *)(px + (size_t)j * pxs + L.x_off_d))[sb]); \
+                    acc[r][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ai[r][j]),                   \
+                                                _mm512_mul_ps(dw, dx), acc[r][j]);              \
+                }                                                                               \
+            }                                                                                   \
+        }                                                                                       \
+        if (HASE)                                                                               \
+            _Pragma("GCC unroll 4") for (int r = 0; r < nw; r++)                                \
+                _Pragma("GCC unroll 4") for (int j = 0; j < nx; j++) {                          \
+                    const float *ew = (const float *)(pw + (size_t)r * pws + L.w_off_e);        \
+                    const float *ex = (const float *)(px + (size_t)j * pxs + L.x_off_e);        \
+                    for (int64_t i = 0; i < L.ne; i += 16)                                      \
+                        acc[r][j] = _mm512_fmadd_ps(_mm512_load_ps(ew + i),                     \
+                                                    _mm512_load_ps(ex + i), acc[r][j]);         \
+                }                                                                               \
+        if (nw == 2 && nx == 4) {                                                               \
+            const __m128 s01 = hsum4(acc[0][0], acc[1][0], acc[0][1], acc[1][1]);               \
+            const __m128 s23 = hsum4(acc[0][2], acc[1][2], acc[0][3], acc[1][3]);               \
+            _mm_storel_pi((__m64 *)y, s01);                                                     \
+            _mm_storeh_pi((__m64 *)(y + ys), s01);                                              \
+            _mm_storel_pi((__m64 *)(y + 2 * ys), s23);                                          \
+            _mm_storeh_pi((__m64 *)(y + 3 * ys), s23);                                          \
+        } else {                                                                                \
+            _Pragma("GCC unroll 4") for (int j = 0; j < nx; j++)                                \
+                _Pragma("GCC unroll 4") for (int r = 0; r < nw; r++) y[j * ys + r] =            \
+                    _mm512_reduce_add_ps(acc[r][j]);                                            \
+        }                                                                                       \
+    }
+KPGEMM_KERNEL(k45, 0, 1)
+KPGEMM_KERNEL(k6, 1, 0)
+
+#define KPGEMM_NX(NAME, NW)                                                                     \
+    switch (nx) {                                                                               \
+    case 1: NAME##_kpg(K, pw, pws, px, pxs, y, ys, NW, 1); break;                               \
+    case 2: NAME##_kpg(K, pw, pws, px, pxs, y, ys, NW, 2); break;                               \
+    case 3: NAME##_kpg(K, pw, pws, px, pxs, y, ys, NW, 3); break;                               \
+    default: NAME##_kpg(K, pw, pws, px, pxs, y, ys, NW, 4); break;                              \
+    }
+#define KPGEMM_ENTRY(NAME)                                                                      \
+    static void kpgemm_##NAME(int64_t K, const uint8_t *pw, size_t pws, int nw,                 \
+                              const uint8_t *px, size_t pxs, int nx, float *y, size_t ys) {     \
+        for (int r = 0; r < nw; r += KPG_NW) {                                                  \
+            if (nw - r >= 2) KPGEMM_NX(NAME, 2)                                                 \
+            else KPGEMM_NX(NAME, 1)                                                             \
+            pw += KPG_NW * pws;                                                                 \
+            y += KPG_NW;                                                                        \
+        }                                                                                       \
+    }
+KPGEMM_ENTRY(k45)
+KPGEMM_ENTRY(k6)
 
 /* Q2_K / Q3_K: element 128h + 32s + l is bits 2s..2s+1 of qs[32h + l]; two consecutive shifts
  * s, s + 1 give 64 consecutive elements, so one 512-bit vector holds [shift s | shift s + 1]
@@ -1035,29 +1193,48 @@ void lm_cpu_kernels_fill_avx512(lm_cpu_kernels *k) {
     SET(LM_DTYPE_F32, vdot_f32);
     SET(LM_DTYPE_F16, vdot_f16);
     SET(LM_DTYPE_BF16, vdot_bf16);
-    SET(LM_DTYPE_Q4_0, vdot_q4_0);
-    SET(LM_DTYPE_Q4_1, vdot_q4_1);
-    SET(LM_DTYPE_Q5_0, vdot_q5_0);
-    SET(LM_DTYPE_Q5_1, vdot_q5_1);
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("gfni")) { /* the nibble unpack in one instruction */
-        SET(LM_DTYPE_Q4_0, vdot_q4_0_gf);
-        SET(LM_DTYPE_Q4_1, vdot_q4_1_gf);
-        SET(LM_DTYPE_Q5_0, vdot_q5_0_gf);
-        SET(LM_DTYPE_Q5_1, vdot_q5_1_gf);
-    }
-    SET(LM_DTYPE_Q8_0, vdot_q8_0);
     SET(LM_DTYPE_Q2_K, vdot_q2_K);
     SET(LM_DTYPE_Q3_K, vdot_q3_K);
     SET(LM_DTYPE_Q4_K, vdot_q4_K);
     SET(LM_DTYPE_Q5_K, vdot_q5_K);
     SET(LM_DTYPE_Q6_K, vdot_q6_K);
 #undef SET
-    k->act_sums[LM_DTYPE_Q4_0] = 1; /* the q4_0 / q5_0 vdot kernels read the appended Σq */
-    k->act_sums[LM_DTYPE_Q5_0] = 1;
-    k->gemm[LM_DTYPE_Q4_0] = gemm_q4_0;
-    k->gemm[LM_DTYPE_Q5_0] = gemm_q5_0;
-    k->gemm[LM_DTYPE_Q8_0] = gemm_q8_0;
-    k->gemm[LM_DTYPE_Q4_1] = gemm_q4_1;
-    k->gemm[LM_DTYPE_Q5_1] = gemm_q5_1;
+    /* The 32-element formats have no AVX-512 vdot: decode (n = 1) always takes gemv and
+     * prefill the packed GEMM (their vdot entries stay the AVX2 kernels, never called here). */
+    k->level_of[LM_DTYPE_Q4_0] = k->level_of[LM_DTYPE_Q4_1] = LM_CPU_AVX512;
+    k->level_of[LM_DTYPE_Q5_0] = k->level_of[LM_DTYPE_Q5_1] = LM_CPU_AVX512;
+    k->level_of[LM_DTYPE_Q8_0] = LM_CPU_AVX512;
+    k->pack_x[LM_DTYPE_Q8_0] = pack_x_q8_0;
+    k->pack_x[LM_DTYPE_Q8_1] = pack_x_q8_1;
+    k->pack_w[LM_DTYPE_Q4_0] = pack_w_q4_0;
+    k->pack_w[LM_DTYPE_Q5_0] = pack_w_q5_0;
+    k->pack_w[LM_DTYPE_Q8_0] = pack_w_q8_0;
+    k->pack_w[LM_DTYPE_Q4_1] = pack_w_q4_1;
+    k->pack_w[LM_DTYPE_Q5_1] = pack_w_q5_1;
+    k->pgemm[LM_DTYPE_Q4_0] = pgemm_q4_0;
+    k->pgemm[LM_DTYPE_Q5_0] = pgemm_q5_0;
+    k->pgemm[LM_DTYPE_Q8_0] = pgemm_q8_0;
+    k->pgemm[LM_DTYPE_Q4_1] = pgemm_q4_1;
+    k->pgemm[LM_DTYPE_Q5_1] = pgemm_q4_1;
+    k->pack_x[LM_DTYPE_Q8_K] = pack_x_q8_K;
+    k->pack_w[LM_DTYPE_Q4_K] = pack_w_q4_K;
+    k->pack_w[LM_DTYPE_Q5_K] = pack_w_q5_K;
+    k->pack_w[LM_DTYPE_Q6_K] = pack_w_q6_K;
+    k->pgemm[LM_DTYPE_Q4_K] = kpgemm_k45;
+    k->pgemm[LM_DTYPE_Q5_K] = kpgemm_k45;
+    k->pgemm[LM_DTYPE_Q6_K] = kpgemm_k6;
+    k->dpack[LM_DTYPE_Q8_0] = dpack_q8_0;
+    k->dpack[LM_DTYPE_Q8_1] = dpack_q8_1;
+    k->gemv[LM_DTYPE_Q8_0] = gemv_q8_0;
+    k->gemv[LM_DTYPE_Q4_0] = gemv_q4_0;
+    k->gemv[LM_DTYPE_Q5_0] = gemv_q5_0;
+    k->gemv[LM_DTYPE_Q4_1] = gemv_q4_1;
+    k->gemv[LM_DTYPE_Q5_1] = gemv_q5_1;
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("gfni")) { /* the nibble unpack in one instruction */
+        k->gemv[LM_DTYPE_Q4_0] = gemv_q4_0_gf;
+        k->gemv[LM_DTYPE_Q5_0] = gemv_q5_0_gf;
+        k->gemv[LM_DTYPE_Q4_1] = gemv_q4_1_gf;
+        k->gemv[LM_DTYPE_Q5_1] = gemv_q5_1_gf;
+    }
 }
