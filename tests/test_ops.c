@@ -12,11 +12,20 @@
  *   - RMS norm: |got - want| <= 1e-6 |want| + 1e-30 (double sum in another order, then the
  *     same float scaling: at most an ulp or so of the scale);
  *   - SiLU: |got - want| <= 4e-6 |want| + 1e-30 (polynomial exp within a few ulp of expf);
+ *   - RoPE (scalar only): plain RoPE bit-identical to the unscaled formula (angles by
+ *     repeated multiplication, as before scaling existed), with freq_factors all 1 and mscale
+ *     0 or 1 too; scaled RoPE (freq_scale, freq_factors, mscale) against a double-precision
+ *     evaluation of backend.h's formula within mscale (|x_a| + |x_b|) (n_rot 2^-22 |theta| +
+ *     1e-6): the float angle, built by n_rot/2 multiplications, is off by a few ulp of theta;
  *   - attention: |got - want| <= 1e-3 · max_j |v_j| + 1e-6 per output element. Scores, exp
  *     and sums differ from the reference only in rounding (~1e-6 relative), but the reference
  *     rounds each probability to f16; a last-bit difference before that rounding can move a
  *     probability by one f16 ulp (2^-11 relative), hence the bound. The largest error seen is
  *     printed; typical errors are ~1e-7.
+ *     Grouped attention (test_attention_grouped: GQA groups 1..16, head_dim 64/128/256, windows
+ *     below/at/above the sequence, soft-cap, prefill tiles across pages of 256 and 16 tokens,
+ *     decode head chunks, inf in K/V beyond a row's keys): the same bound, and the outputs at
+ *     1, 2 and 3 threads bit-identical.
  */
 #include "backend/backend.h"
 #include "backend/cpu/cpu_features.h"
@@ -237,6 +246,91 @@ done:
     lm_kv_pool_free(&pool);
 }
 
+/* The angles of plain RoPE as computed before scaling existed: theta = pos, multiplied by
+ * base^(-2/n_rot) for each pair. */
+static void rope_unscaled(float *x, int64_t n, int32_t n_head, int32_t head_dim, int64_t pos0,
+                          lm_rope_style style, int32_t nr, float base) {
+    const float ts = powf(base, -2.0f / (float)nr);
+    for (int64_t i = 0; i < n; i++) {
+        float theta = (float)(pos0 + i);
+        for (int32_t p = 0; p < nr / 2; p++, theta *= ts) {
+            const float c = cosf(theta), sn = sinf(theta);
+            for (int32_t h = 0; h < n_head; h++) {
+                float *v = x + (i * n_head + h) * head_dim;
+                const int32_t a = style == LM_ROPE_NORM ? 2 * p : p;
+                const int32_t b = style == LM_ROPE_NORM ? 2 * p + 1 : p + nr / 2;
+                const float x0 = v[a], x1 = v[b];
+                v[a] = x0 * c - x1 * sn;
+                v[b] = x0 * sn + x1 * c;
+            }
+        }
+    }
+}
+
+static void test_rope(void) {
+    enum { MAXN = 5, MAXH = 3, MAXD = 256 };
+    static float x[MAXN * MAXH * MAXD], got[MAXN * MAXH * MAXD], want[MAXN * MAXH * MAXD];
+    static float ones[MAXD / 2], ff[MAXD / 2];
+    for (int i = 0; i < MAXD / 2; i++) ones[i] = 1.0f;
+    const int32_t dims[] = {2, 8, 16, 64, 128, 256};
+    double worst = 0;
+    for (int iter = 0; iter < 60; iter++) {
+        const int32_t D = dims[iter % 6];
+        const int32_t nr = iter % 4 == 3 && D >= 4 ? D / 2 : D; /* partial rotation too */
+        const int64_t n = 1 + iter % MAXN;
+        const int32_t H = 1 + iter % MAXH;
+        const int64_t pos0 = iter % 3 == 0 ? 0 : (int64_t)(t_rand_u64() % 40000);
+        const float base = iter % 2 ? 10000.0f : 1000000.0f;
+        const lm_rope_style st = iter % 2 ? LM_ROPE_NORM : LM_ROPE_NEOX;
+        const size_t len = (size_t)(n * H * D);
+        rand_floats(x, (int64_t)len, -2.0f, 2.0f);
+
+        /* plain: bit-identical to the unscaled formula, with and without all-1 factors */
+        memcpy(want, x, len * sizeof(float));
+        rope_unscaled(want, n, H, D, pos0, st, nr, base);
+        const lm_rope_params plain[3] = {{st, nr, base, 1.0f, NULL, 0.0f},
+                                         {st, nr, base, 1.0f, NULL, 1.0f},
+                                         {st, nr, base, 1.0f, ones, 1.0f}};
+        for (int k = 0; k < 3; k++) {
+            memcpy(got, x, len * sizeof(float));
+            lm_cpu_rope(got, n, H, D, pos0, &plain[k]);
+            T_CHECK(memcmp(got, want, len * sizeof(float)) == 0,
+                    "plain rope %d: D %d n_rot %d pos0 %lld not bit-identical", k, D, nr,
+                    (long long)pos0);
+        }
+
+        /* scaled: against the formula in double */
+        for (int32_t p = 0; p < nr / 2; p++) ff[p] = t_rand_f32(0.5f, 40.0f);
+        const float fs = iter % 3 == 1 ? 0.25f : 1.0f;
+        const float ms = iter % 2 ? 1.2f : 0.9f;
+        const lm_rope_params rp = {st, nr, base, fs, iter % 5 == 4 ? NULL : ff, ms};
+        memcpy(got, x, len * sizeof(float));
+        lm_cpu_rope(got, n, H, D, pos0, &rp);
+        for (int64_t i = 0; i < n; i++)
+            for (int32_t h = 0; h < H; h++) {
+                const float *xi = x + (i * H + h) * D, *gi = got + (i * H + h) * D;
+                for (int32_t c = nr; c < D; c++)
+                    T_CHECK(gi[c] == xi[c], "pass-through dim %d changed", c);
+                for (int32_t p = 0; p < nr / 2; p++) {
+                    const int32_t a = st == LM_ROPE_NORM ? 2 * p : p;
+                    const int32_t b = st == LM_ROPE_NORM ? 2 * p + 1 : p + nr / 2;
+                    const double th = (double)fs * (double)(pos0 + i) *
+                                      pow((double)base, -2.0 * p / nr) /
+                                      (rp.freq_factors ? (double)ff[p] : 1.0);
+                    const double wa = ms * (xi[a] * cos(th) - xi[b] * sin(th));
+                    const double wb = ms * (xi[a] * sin(th) + xi[b] * cos(th));
+                    const double tol = ms * (fabs(xi[a]) + fabs(xi[b])) *
+                                       (nr * 0x1p-22 * fabs(th) + 1e-6);
+                    const double err = fmax(fabs(gi[a] - wa), fabs(gi[b] - wb));
+                    worst = fmax(worst, err / tol);
+                    T_CHECK(err <= tol, "scaled rope D %d pair %d pos %lld: err %.3g > %.3g", D,
+                            p, (long long)(pos0 + i), err, tol);
+                }
+            }
+    }
+    printf("# rope: worst error / tolerance %.3f\n", worst);
+}
+
 static void test_attention(void) {
     const lm_cpu_level saved = lm_cpu_level_get();
     lm_cpu_ops_init();
@@ -284,6 +378,152 @@ static void test_attention(void) {
     set_level(saved);
     lm_backend_free(bes[0]);
     lm_backend_free(bes[1]);
+}
+
+/* ---- grouped attention (GQA tiles, decode head chunks, thread split) ------------------- */
+
+/* One grouped-attention case: the backend at 1, 2 and 3 threads against the reference, and
+ * the thread counts against each other bit for bit; also lm_cpu_attention_rows. inf_v / inf_k:
+ * put +inf into V / K of the batch's last position, which only the last token sees: every
+ * other row must still match the reference (keys outside a row's range never reach it). */
+typedef struct gattn_case {
+    int32_t n_head, n_head_kv, head_dim, page_tokens;
+    int64_t pos0, n;
+    int32_t window;
+    float softcap;
+    int inf_v, inf_k;
+} gattn_case;
+
+static void run_gattn_case(const gattn_case *c, lm_backend *const *bes, int n_bes,
+                           double *worst) {
+    const int32_t kvd = c->n_head_kv * c->head_dim, qd = c->n_head * c->head_dim;
+    const int64_t total = c->pos0 + c->n;
+    const size_t nq = (size_t)(c->n * qd);
+    lm_kv_pool pool;
+    lm_kv_seq seq;
+    lm_err e;
+    lm_err_clear(&e);
+    lm_kv_config cfg = {2, kvd, c->page_tokens,
+                        (int32_t)((total + c->page_tokens - 1) / c->page_tokens) + 1};
+    T_REQUIRE(lm_kv_pool_init(&pool, &cfg, &e) == LM_OK, "%s", e.msg);
+    lm_kv_seq_init(&seq);
+    float *k = malloc((size_t)(total * kvd) * sizeof *k);
+    float *v = malloc((size_t)(total * kvd) * sizeof *v);
+    float *q = malloc(nq * sizeof *q);
+    float *want = malloc(nq * sizeof *want);
+    float *got = malloc(nq * sizeof *got);
+    float *first = malloc(nq * sizeof *first);
+    float *scratch = malloc((size_t)(total + 16) * sizeof *scratch);
+    if (!k || !v || !q || !want || !got || !first || !scratch ||
+        lm_kv_seq_reserve(&pool, &seq, total, &e) != LM_OK) {
+        T_CHECK(0, "setup failed: %s", e.msg);
+        goto done;
+    }
+    rand_floats(k, total * kvd, -1.0f, 1.0f);
+    rand_floats(v, total * kvd, -1.0f, 1.0f);
+    rand_floats(q, c->n * qd, -2.0f, 2.0f);
+    lm_cpu_kv_write(&pool, &seq, 1, k, v, total, 0);
+    lm_cpu_kv_write(&pool, &seq, 0, v, k, total, 0);
+    if (c->inf_v) lm_kv_row(&pool, &seq, 1, 1, total - 1)[kvd / 2] = 0x7c00; /* +inf */
+    if (c->inf_k) lm_kv_row(&pool, &seq, 1, 0, total - 1)[0] = 0x7c00;
+    seq.n_tokens = total;
+    const lm_attn_params ap = {c->n_head, c->n_head_kv, c->head_dim,
+                               1.0f / sqrtf((float)c->head_dim), c->window, c->softcap};
+    lm_cpu_attention_rows_ref(want, q, &pool, &seq, 1, c->pos0, &ap, 0, c->n * c->n_head,
+                              scratch);
+    /* rows of the last token may be non-finite when it sees the inf: not compared */
+    const size_t checked = c->inf_v || c->inf_k ? nq - (size_t)qd : nq;
+    for (int b = 0; b <= n_bes; b++) {
+        memset(got, 0xff, nq * sizeof *got); /* NaN: every element must be written */
+        if (b < n_bes) {
+            lm_status s = bes[b]->ops->attention(bes[b], got, q, &pool, &seq, 1, c->n, c->pos0,
+                                                 &ap, &e);
+            T_REQUIRE(s == LM_OK, "attention: %s", e.msg);
+        } else {
+            lm_cpu_attention_rows(got, q, &pool, &seq, 1, c->pos0, &ap, 0, c->n * c->n_head,
+                                  scratch);
+        }
+        int reported = 0;
+        for (size_t i = 0; i < checked; i++) {
+            const double err = fabs((double)got[i] - want[i]);
+            if (err > *worst) *worst = err;
+            if (!(err <= 1e-3 + 1e-6) && !reported++)
+                T_CHECK(0, "%s %s %d: H %d Hkv %d D %d pt %d pos0 %lld n %lld win %d cap %g "
+                        "inf %d%d [%zu]: %.7g want %.7g", lm_cpu_level_name(lm_cpu_level_get()),
+                        b < n_bes ? "threads" : "rows", b < n_bes ? b + 1 : 0, c->n_head,
+                        c->n_head_kv, c->head_dim, c->page_tokens, (long long)c->pos0,
+                        (long long)c->n, c->window, c->softcap, c->inf_v, c->inf_k, i, got[i],
+                        want[i]);
+        }
+        if (b == 0)
+            memcpy(first, got, nq * sizeof *got);
+        else if (b < n_bes)
+            T_CHECK(memcmp(first, got, checked * sizeof *got) == 0,
+                    "%s: %d threads differ from 1 (H %d Hkv %d D %d pos0 %lld n %lld)",
+                    lm_cpu_level_name(lm_cpu_level_get()), b + 1, c->n_head, c->n_head_kv,
+                    c->head_dim, (long long)c->pos0, (long long)c->n);
+    }
+done:
+    free(k), free(v), free(q), free(want), free(got), free(first), free(scratch);
+    lm_kv_seq_free(&pool, &seq);
+    lm_kv_pool_free(&pool);
+}
+
+static void test_attention_grouped(void) {
+    const lm_cpu_level saved = lm_cpu_level_get();
+    lm_cpu_ops_init();
+    lm_backend *bes[3] = {NULL, NULL, NULL};
+    lm_err e;
+    lm_err_clear(&e);
+    for (int b = 0; b < 3; b++)
+        if (lm_backend_cpu_create(b + 1, &bes[b], &e) != LM_OK) {
+            for (int j = 0; j < b; j++) lm_backend_free(bes[j]);
+            T_REQUIRE(0, "%s", e.msg);
+        }
+    static const int32_t groups[] = {1, 2, 4, 8}, dims[] = {64, 128, 256};
+    for (size_t l = 0; l < N_LEVELS; l++) {
+        if (!set_level(k_levels[l])) continue;
+        double worst = 0;
+        int idx = 0;
+        /* every group × head_dim: a prefill batch crossing a page boundary (pos0 > 0; page
+         * sizes 256 and 16), and decode; windows none / smaller than / equal to / larger
+         * than the sequence, soft-cap on and off, in turn */
+        for (size_t gi = 0; gi < sizeof groups / sizeof groups[0]; gi++)
+            for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++, idx++) {
+                const int32_t pt = idx % 2 ? 16 : 256;
+                const int64_t pos0 = pt == 256 ? 230 : 45, n = 37;
+                const int32_t wins[4] = {0, 20, (int32_t)(pos0 + n), (int32_t)(pos0 + n + 99)};
+                gattn_case c = {2 * groups[gi], 2, dims[di], pt, pos0, n, wins[idx % 4],
+                                idx % 3 == 1 ? 30.0f : 0.0f, 0, 0};
+                run_gattn_case(&c, bes, 3, &worst);
+                c.n = 1;
+                c.pos0 = pos0 + 20;
+                run_gattn_case(&c, bes, 3, &worst);
+            }
+        static const gattn_case cases[] = {
+            {4, 1, 256, 256, 256, 256, 0, 0.0f, 0, 0},   /* Gemma 3 270M, second prefill chunk */
+            {4, 1, 256, 256, 256, 256, 512, 0.0f, 0, 0}, /* sliding window 512 */
+            {9, 3, 64, 256, 256, 256, 0, 0.0f, 0, 0},    /* SmolLM2, second prefill chunk */
+            {9, 3, 64, 256, 0, 256, 0, 0.0f, 0, 0},      /* first chunk */
+            {9, 3, 64, 16, 100, 40, 0, 0.0f, 0, 0},      /* small pages */
+            {9, 3, 64, 256, 700, 1, 0, 0.0f, 0, 0},      /* decode, 3 KV heads */
+            {4, 1, 256, 256, 700, 1, 0, 0.0f, 0, 0},     /* decode, 1 KV head */
+            {4, 1, 256, 256, 700, 1, 100, 0.0f, 0, 0},
+            {16, 1, 64, 32, 50, 9, 0, 0.0f, 0, 0},       /* 16 heads per KV head */
+            {3, 1, 72, 16, 30, 21, 5, 0.0f, 0, 0},       /* window < tile, head_dim tail */
+            {2, 2, 40, 7, 20, 3, 0, 50.0f, 0, 0},        /* tiny tiles, odd pages */
+            {1, 1, 256, 16, 10, 2, 0, 0.0f, 0, 0},       /* two-row tile */
+            {8, 2, 128, 16, 40, 24, 0, 0.0f, 1, 0},      /* inf in V past earlier rows */
+            {8, 2, 128, 16, 40, 24, 0, 0.0f, 0, 1},      /* inf in K past earlier rows */
+            {9, 3, 64, 256, 0, 33, 0, 0.0f, 1, 1},
+        };
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+            run_gattn_case(&cases[i], bes, 3, &worst);
+        printf("  grouped attention %s: max abs error %.3g\n", lm_cpu_level_name(k_levels[l]),
+               worst);
+    }
+    set_level(saved);
+    for (int b = 0; b < 3; b++) lm_backend_free(bes[b]);
 }
 
 static void test_matmul_multi(void) {
@@ -352,7 +592,9 @@ int main(void) {
     T_RUN(test_f32_to_f16);
     T_RUN(test_rmsnorm);
     T_RUN(test_glu);
+    T_RUN(test_rope);
     T_RUN(test_attention);
+    T_RUN(test_attention_grouped);
     T_RUN(test_matmul_multi);
     return t_finish();
 }

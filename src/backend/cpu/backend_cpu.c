@@ -3,12 +3,13 @@
  *
  * Weights are used in place from the model file's mmap. Matmuls go to lm_matmul (SIMD kernels,
  * threaded over output rows by the thread pool; weights sharing an input go to lm_matmul_multi,
- * one pool run for all); attention is split over (token, head) rows across the same pool; the
- * remaining ops are cheap and run on the calling thread (ops.c: AVX-512 where the CPU has it,
- * scalar references otherwise).
+ * one pool run for all); attention is split over (token block, KV head) units across the same
+ * pool (see attn_task); the remaining ops are cheap and run on the calling thread (ops.c:
+ * AVX-512 where the CPU has it, scalar references otherwise).
  */
 #include "backend/backend.h"
 
+#include "backend/cpu/cpu_features.h"
 #include "backend/cpu/matmul.h"
 #include "backend/cpu/ops.h"
 #include "core/alloc.h"
@@ -17,13 +18,16 @@
 #include "tensor/quant.h"
 
 #include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct cpu_state {
     lm_threadpool *tp;
     int n_threads;
-    float *scratch;      /* (n_threads, scratch_per) attention score rows */
+    float *scratch;      /* (n_threads, scratch_per) attention scratch (scores, tiles) */
     size_t scratch_per;  /* floats per thread */
+    int no_simd;         /* LM_NO_SIMD set: attention through the reference dispatch only */
 } cpu_state;
 
 static cpu_state *st(lm_backend *be) { return (cpu_state *)be->impl; }
@@ -103,40 +107,102 @@ static lm_status cpu_kv_write(lm_backend *be, lm_kv_pool *pool, const lm_kv_seq 
     return LM_OK;
 }
 
+/* Attention is handed out in units of (token block, KV head, head chunk): at the AVX-512 level
+ * one unit is one call of the grouped kernel (each K/V row converted once for the unit's
+ * rows), below it the unit's rows go through lm_cpu_attention_rows one token at a time.
+ *   - token blocks: n tokens cut into ceil(n / T) near-equal blocks, T = attn_tile_tokens(G),
+ *     a function of the model's shape only. Blocks of two or more tokens take the tile kernel,
+ *     single tokens the one-token kernel, so which kernel computes a row never depends on the
+ *     thread count; and both kernels give each row a result that depends on that row alone.
+ *     Output is therefore identical for any number of threads (tests/test_ops.c).
+ *   - head chunks: only when there are fewer units than threads (decode: n = 1 gives Hkv
+ *     units) are the heads of a KV head split into hc chunks, until every thread has one
+ *     (Gemma 3 270M decode at 2 threads: 2 units of 2 heads). Each chunk streams its KV
+ *     head's K/V again, which costs more than an uneven split: SmolLM2 decode (3 KV heads)
+ *     at 2 threads took 0.053 ms as 3 units against 0.08-0.09 ms as 6 (2047 keys).
+ *   - units are taken from an atomic counter, latest tokens (most keys) first: the cores are
+ *     shared, so a static split would wait for a descheduled thread. */
 typedef struct attn_task {
     float *out;
     const float *q;
     const lm_kv_pool *pool;
     const lm_kv_seq *seq;
     int32_t layer;
-    int64_t pos0, rows;
+    int64_t n, pos0;
     const lm_attn_params *ap;
     float *scratch;
     size_t scratch_per;
+    int grouped;      /* lm_cpu_attention_tile_avx512, else lm_cpu_attention_rows */
+    int64_t n_blk;    /* token blocks */
+    int32_t hc;       /* head chunks per KV head */
+    int64_t n_units;  /* n_blk * n_head_kv * hc */
+    atomic_llong next;
 } attn_task;
+
+/* Tokens per prefill tile for a group of G query heads per KV head: the tile's rows (tokens ×
+ * G, at most LM_CPU_ATTN_TILE_ROWS) are SIMD lanes, so the count that fills 16-lane vectors
+ * best wins, the larger on a tie. 1 when one token's group alone fills a tile. */
+static int64_t attn_tile_tokens(int32_t G) {
+    if (G * 2 > LM_CPU_ATTN_TILE_ROWS) return 1;
+    int64_t best = 2;
+    double best_fill = 0.0;
+    for (int64_t t = 2; t * G <= LM_CPU_ATTN_TILE_ROWS; t++) {
+        const int64_t rows = t * G, lanes = (rows + 15) / 16 * 16;
+        const double fill = (double)rows / (double)lanes;
+        if (fill >= best_fill) best = t, best_fill = fill;
+    }
+    return best;
+}
 
 static void attn_worker(void *arg, int ith, int nth) {
     attn_task *t = arg;
-    const int64_t per = (t->rows + nth - 1) / nth;
-    const int64_t r0 = per * ith, r1 = r0 + per < t->rows ? r0 + per : t->rows;
-    if (r0 >= r1) return;
-    lm_cpu_attention_rows(t->out, t->q, t->pool, t->seq, t->layer, t->pos0, t->ap, r0, r1,
-                          t->scratch + (size_t)ith * t->scratch_per);
+    const int32_t H = t->ap->n_head, Hkv = t->ap->n_head_kv, G = H / Hkv;
+    float *scratch = t->scratch + (size_t)ith * t->scratch_per;
+    for (;;) {
+        const int64_t u = atomic_fetch_add(&t->next, 1);
+        if (u >= t->n_units) break;
+        const int64_t per_blk = (int64_t)Hkv * t->hc;
+        const int64_t b = t->n_blk - 1 - u / per_blk;
+        const int32_t g = (int32_t)(u % per_blk / t->hc), c = (int32_t)(u % t->hc);
+        const int64_t i0 = b * t->n / t->n_blk, i1 = (b + 1) * t->n / t->n_blk;
+        const int32_t h0 = g * G + c * G / t->hc, h1 = g * G + (c + 1) * G / t->hc;
+        if (t->grouped) {
+            lm_cpu_attention_tile_avx512(t->out, t->q, t->pool, t->seq, t->layer, t->pos0, t->ap,
+                                         i0, i1, h0, h1, scratch);
+        } else {
+            for (int64_t i = i0; i < i1; i++)
+                lm_cpu_attention_rows(t->out, t->q, t->pool, t->seq, t->layer, t->pos0, t->ap,
+                                      i * H + h0, i * H + h1, scratch);
+        }
+    }
 }
 
 static lm_status cpu_attention(lm_backend *be, float *out, const float *q, const lm_kv_pool *pool,
                                const lm_kv_seq *seq, int32_t layer, int64_t n, int64_t pos0,
                                const lm_attn_params *ap, lm_err *err) {
     cpu_state *s = st(be);
-    const size_t need = (size_t)(pos0 + n);
+    if (n <= 0) return LM_OK;
+    const int grouped = !s->no_simd && lm_cpu_level_get() >= LM_CPU_AVX512;
+    /* grown a page of keys (256) at a time, not at every decode step */
+    const int64_t keys = (pos0 + n + 255) / 256 * 256;
+    const size_t need = grouped ? lm_cpu_attention_tile_floats(ap->head_dim, keys) : (size_t)keys;
     if (need > s->scratch_per) {
         float *nb = lm_realloc(s->scratch, need * (size_t)s->n_threads * sizeof(float));
         if (!nb) return lm_err_set(err, LM_ERR_NOMEM, "attention scratch");
         s->scratch = nb;
         s->scratch_per = need;
     }
-    attn_task t = {out, q, pool, seq, layer, pos0, n * ap->n_head, ap, s->scratch, s->scratch_per};
-    if (t.rows == 1 || s->n_threads == 1)
+    const int32_t Hkv = ap->n_head_kv, G = ap->n_head / Hkv;
+    const int64_t T = attn_tile_tokens(G);
+    attn_task t = {.out = out, .q = q, .pool = pool, .seq = seq, .layer = layer, .n = n,
+                   .pos0 = pos0, .ap = ap, .scratch = s->scratch, .scratch_per = s->scratch_per,
+                   .grouped = grouped, .n_blk = (n + T - 1) / T, .hc = 1};
+    /* chunks never leave a tile above LM_CPU_ATTN_TILE_ROWS (T * G is within it) */
+    const int64_t nth = s->n_threads;
+    while (t.hc < G && t.n_blk * Hkv * t.hc < nth) t.hc++;
+    t.n_units = t.n_blk * Hkv * t.hc;
+    atomic_init(&t.next, 0);
+    if (t.n_units == 1 || s->n_threads == 1)
         attn_worker(&t, 0, 1);
     else
         lm_threadpool_run(s->tp, attn_worker, &t);
@@ -240,6 +306,7 @@ lm_status lm_backend_cpu_create(int n_threads, lm_backend **out, lm_err *err) {
     be->ops = &cpu_ops;
     be->impl = s;
     s->n_threads = n_threads;
+    s->no_simd = getenv("LM_NO_SIMD") != NULL;
     lm_status rc = lm_threadpool_create(n_threads, &s->tp, err);
     if (rc != LM_OK) {
         cpu_destroy(be);

@@ -17,6 +17,8 @@ extern float lm_cpu_f16_table[65536];
 void lm_cpu_ops_init(void);
 
 void lm_cpu_rmsnorm(float *y, const float *x, const float *w, int64_t n, int64_t dim, float eps);
+/* Scalar only (the reference): x (n, n_head, head_dim) rotated in place as lm_rope_params
+ * describes (backend.h), token i at position pos0 + i. */
 void lm_cpu_rope(float *x, int64_t n, int32_t n_head, int32_t head_dim, int64_t pos0,
                  const lm_rope_params *rp);
 void lm_cpu_glu(float *gate, const float *up, int64_t n, lm_act act);
@@ -51,5 +53,22 @@ void lm_cpu_attention_rows_avx512(float *out, const float *q, const lm_kv_pool *
                                   const lm_kv_seq *seq, int32_t layer, int64_t pos0,
                                   const lm_attn_params *ap, int64_t r0, int64_t r1,
                                   float *scratch);
+/* Attention for query tokens [i0, i1) × heads [h0, h1), heads that share one KV head, in one
+ * pass over their keys (GQA). Two tokens or more form a tile: (i1 - i0) * (h1 - h0) rows, at
+ * most LM_CPU_ATTN_TILE_ROWS; one token takes the one-token kernel (any number of heads).
+ * Each row's result depends on its own data only (not on the other rows of the call), and
+ * equals the reference up to summation order. scratch: lm_cpu_attention_tile_floats floats. */
+#define LM_CPU_ATTN_TILE_ROWS 64
+void lm_cpu_attention_tile_avx512(float *out, const float *q, const lm_kv_pool *pool,
+                                  const lm_kv_seq *seq, int32_t layer, int64_t pos0,
+                                  const lm_attn_params *ap, int64_t i0, int64_t i1, int32_t h0,
+                                  int32_t h1, float *scratch);
+/* Scratch floats of lm_cpu_attention_tile_avx512 for up to n_keys keys (pos0 + n): 64-byte
+ * alignment slack, q transposed (Dp × 64), scores (n_keys + 16) × 64, a block of 64 K/V rows
+ * converted to f32 (Dp = head_dim rounded up to 16). */
+static inline size_t lm_cpu_attention_tile_floats(int32_t head_dim, int64_t n_keys) {
+    const size_t dp = ((size_t)head_dim + 15) & ~(size_t)15, rows = LM_CPU_ATTN_TILE_ROWS;
+    return 16 + dp * rows + ((size_t)n_keys + 16) * rows + 64 * dp;
+}
 
 #endif
