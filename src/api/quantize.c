@@ -9,23 +9,26 @@
 #include "format/gguf_convert.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <unistd.h>
 
-/* lowercase names of the converter's targets, in its order (filled once; the names are short) */
+/* lowercase names of the converter's targets, in its order (filled once, before any reader) */
 static char type_names[32][16];
+static pthread_once_t names_once = PTHREAD_ONCE_INIT;
+
+static void fill_names(void) {
+    for (size_t i = 0; i < sizeof type_names / sizeof type_names[0]; i++) {
+        const lm_dtype t = lm_gguf_convert_target(i);
+        if (t == LM_DTYPE_INVALID) break;
+        snprintf(type_names[i], sizeof type_names[i], "%s", lm_dtype_name(t));
+        for (char *c = type_names[i]; *c; c++) *c = (char)tolower((unsigned char)*c);
+    }
+}
 
 const char *lm_quantize_type(size_t i) {
-    const lm_dtype t = lm_gguf_convert_target(i);
-    if (t == LM_DTYPE_INVALID || i >= sizeof type_names / sizeof type_names[0]) return NULL;
-    char *name = type_names[i];
-    if (!name[0]) {
-        char tmp[sizeof type_names[0]];
-        snprintf(tmp, sizeof tmp, "%s", lm_dtype_name(t));
-        for (size_t k = 0; k + 1 < sizeof tmp && tmp[k]; k++) tmp[k] = (char)tolower((unsigned char)tmp[k]);
-        snprintf(name, sizeof type_names[0], "%s", tmp);
-    }
-    return name;
+    pthread_once(&names_once, fill_names);
+    return i < sizeof type_names / sizeof type_names[0] && type_names[i][0] ? type_names[i] : NULL;
 }
 
 lm_quantize_params lm_quantize_default_params(void) {
